@@ -1,0 +1,68 @@
+# gdrbd build and test targets. `make test` is what CI runs (.ci/run).
+GO       ?= go
+GOBIN    := $(shell $(GO) env GOPATH)/bin
+BIN      := bin/gdrbd
+PKGS     := ./...
+export PATH := $(PATH):$(GOBIN)
+
+.PHONY: all build static test unit race lint vet staticcheck fuzz fuzz-long bench sim sim-long e2e e2e-kernel demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/gdrbd
+
+# A static binary for the qemu guest (no libc there).
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/gdrbd-static ./cmd/gdrbd
+
+# The whole suite CI runs, bounded to about 15 minutes on 2 cores.
+test: lint race fuzz sim e2e-kernel
+
+unit:
+	$(GO) test -count=1 $(PKGS)
+
+race:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	staticcheck $(PKGS)
+
+lint: vet staticcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+# Every fuzz target for a short, bounded time (CI); fuzz-long for hours.
+FUZZTIME ?= 10s
+fuzz:
+	scripts/fuzz-all.sh $(FUZZTIME)
+
+fuzz-long:
+	scripts/fuzz-all.sh 10m
+
+# Seeded simulator: SIM_SEEDS runs in CI; sim-long for many more.
+SIM_SEEDS ?= 2000
+sim:
+	$(GO) test -count=1 -timeout 15m ./replication/sim -run TestSimSeeds -sim.seeds=$(SIM_SEEDS)
+
+sim-long:
+	$(GO) test -count=1 -timeout 0 ./replication/sim -run TestSimSeeds -sim.seeds=100000
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Real processes: two daemons on loopback and in network namespaces.
+e2e: build
+	$(GO) test -count=1 -timeout 15m ./e2e/...
+
+# Kernel NBD / kernel DRBD 8.4 in a qemu guest.
+e2e-kernel: static
+	test/vm/run-kernel-tests.sh bin/gdrbd-static
+
+demo: build
+	scripts/demo.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,3 @@
+// Package nbd is gdrbd's NBD front end: a fixed-newstyle server and the
+// Linux kernel attach of /dev/nbdX.
+package nbd
