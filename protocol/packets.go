@@ -128,12 +128,37 @@ const (
 	WireProtocolC uint32 = 3
 )
 
-// UUID flags in UUIDs.Flags.
+// UUID flags in UUIDs.Flags (_drbd_send_uuids).
 const (
 	UUIDFlagDiscardMyData  uint64 = 1
 	UUIDFlagCrashedPrimary uint64 = 2
 	UUIDFlagInconsistent   uint64 = 4
+	// UUIDFlagSkipInitialSync is sent by `new-current-uuid --clear-bitmap`
+	// (drbd_send_uuids_skip_initial_sync).
+	UUIDFlagSkipInitialSync uint64 = 8
 )
+
+// Block IDs with a meaning of their own (drbd_int.h). Every other BlockID is
+// an opaque handle the sender chose and the receiver echoes unchanged.
+const (
+	// IDInSync in a P_OV_RESULT says the verified block matched.
+	IDInSync uint64 = 4711
+	// IDOutOfSync in a P_OV_RESULT says the verified block differed.
+	IDOutOfSync uint64 = 4712
+	// IDSyncer marks resync and verify traffic (requests and their acks).
+	IDSyncer uint64 = ^uint64(0)
+)
+
+// FeaturesAll is every feature flag DRBD 8.4.11 offers (PRO_FEATURES).
+const FeaturesAll = FeatureTrim | FeatureThinResync | FeatureWSame | FeatureWZeroes
+
+// ChallengeLen is the size of the random challenge DRBD sends in
+// P_AUTH_CHALLENGE; a peer's challenge may be up to twice as long.
+const ChallengeLen = 64
+
+// MaxDigestSize bounds every digest on the wire (integrity, csums, verify,
+// auth responses): 64 bytes, the largest digest of the kernel's crypto API.
+const MaxDigestSize = 64
 
 // Bitmap encodings in CompressedBitmap.Encoding (low 4 bits).
 const (
@@ -157,11 +182,15 @@ type Message struct {
 // Initial is P_INITIAL_DATA or P_INITIAL_META: no payload, always h80.
 type Initial struct{ Cmd Cmd }
 
-// ConnectionFeatures is P_CONNECTION_FEATURES (72-byte payload, rest zero).
+// ConnectionFeatures is P_CONNECTION_FEATURES (72-byte payload). DRBD 8.4
+// sends zeros after ProtocolMax; DRBD 9 puts node ids there. They are kept
+// (unexported) so that a decoded packet encodes to the same bytes.
 type ConnectionFeatures struct {
 	ProtocolMin  uint32
 	FeatureFlags uint32
 	ProtocolMax  uint32
+
+	reserved [60]byte
 }
 
 // Auth is P_AUTH_CHALLENGE or P_AUTH_RESPONSE: raw bytes.
@@ -187,7 +216,10 @@ type Protocol struct {
 // SyncParam is P_SYNC_PARAM89 in its p_rs_param_95 form (agreed version >=
 // 95): resync rate (KiB/s), algorithm names (64-byte NUL-padded fields) and
 // the dynamic resync controller's settings. For versions 89..94 the last four
-// fields are absent on the wire.
+// fields are absent on the wire (p_rs_param_89). Below 89 the same value
+// travels as P_SYNC_PARAM (p_rs_param: the rate, and from 88 on VerifyAlg as
+// a NUL-terminated string); Command reports CmdSyncParam89 regardless and the
+// encoder picks the command from the Dialect, as drbd_send_sync_param does.
 type SyncParam struct {
 	ResyncRate   uint32
 	VerifyAlg    string
@@ -211,7 +243,8 @@ type UUIDs struct {
 // SyncUUID is P_SYNC_UUID.
 type SyncUUID struct{ UUID uint64 }
 
-// QueueLimits is the optional tail of P_SIZES when FeatureWSame is agreed.
+// QueueLimits is the optional tail of P_SIZES (o_qlim) when FeatureWSame is
+// agreed.
 type QueueLimits struct {
 	PhysicalBlockSize uint32
 	LogicalBlockSize  uint32
@@ -221,6 +254,8 @@ type QueueLimits struct {
 	DiscardEnabled    uint8
 	DiscardZeroesData uint8
 	WriteSameCapable  uint8
+
+	pad uint8 // the sender's padding, kept for byte-exact re-encoding
 }
 
 // Sizes is P_SIZES; sizes in 512-byte sectors.
@@ -234,8 +269,8 @@ type Sizes struct {
 	QueueLimits    *QueueLimits // present iff FeatureWSame was agreed
 }
 
-// State is P_STATE: the sender's packed state word (see replication's
-// state encoding).
+// State is P_STATE: the sender's packed state word (union drbd_state; see
+// UnpackState).
 type State struct{ State uint32 }
 
 // StateChgReq is P_STATE_CHG_REQ or P_CONN_ST_CHG_REQ.
@@ -252,7 +287,12 @@ type StateChgReply struct {
 }
 
 // Data is P_DATA, P_DATA_REPLY or P_RS_DATA_REPLY: a block with its data.
-// Payload aliases the reader's buffer until the next read unless copied.
+// A Reader fills Payload (and Digest) from its Allocator and hands them over:
+// the caller owns them. DecodePayload makes them alias its input instead.
+//
+// Digest is the data-integrity-alg digest of Payload that precedes the data
+// on the wire when the sender has an integrity algorithm
+// (Dialect.IntegrityDigestSize bytes; empty without one).
 type Data struct {
 	Cmd     Cmd
 	Sector  uint64
@@ -260,6 +300,19 @@ type Data struct {
 	SeqNum  uint32
 	Flags   uint32 // DP*; only meaningful for CmdData
 	Payload []byte
+	Digest  []byte
+}
+
+// WSame is P_WSAME (needs FeatureWSame): write the logical block in Payload
+// repeatedly over Size bytes from Sector. Ownership as for Data.
+type WSame struct {
+	Sector  uint64
+	BlockID uint64
+	SeqNum  uint32
+	Flags   uint32
+	Size    uint32
+	Payload []byte
+	Digest  []byte
 }
 
 // Trim is P_TRIM (and P_ZEROES): a data header and a byte length, no data.
@@ -273,9 +326,18 @@ type Trim struct {
 }
 
 // Barrier is P_BARRIER: closes the epoch numbered Barrier.
-type Barrier struct{ Barrier uint32 }
+//
+// NB: DRBD sends the barrier number in host byte order (it is a handle the
+// peer only echoes), so a value from a little-endian kernel reads here
+// byte-swapped (epoch 1 is 0x01000000). Treat it as opaque: echo it in the
+// BarrierAck unchanged and never compare it arithmetically.
+type Barrier struct {
+	Barrier uint32
 
-// BarrierAck is P_BARRIER_ACK.
+	pad uint32 // the sender's padding, kept for byte-exact re-encoding
+}
+
+// BarrierAck is P_BARRIER_ACK. Barrier is the opaque handle from P_BARRIER.
 type BarrierAck struct {
 	Barrier uint32
 	SetSize uint32
@@ -283,7 +345,8 @@ type BarrierAck struct {
 
 // BlockAck is p_block_ack: P_RECV_ACK, P_WRITE_ACK, P_RS_WRITE_ACK,
 // P_SUPERSEDED, P_NEG_ACK, P_NEG_DREPLY, P_NEG_RS_DREPLY, P_OV_RESULT,
-// P_RS_IS_IN_SYNC, P_RS_CANCEL, P_RETRY_WRITE.
+// P_RS_IS_IN_SYNC, P_RS_CANCEL, P_RETRY_WRITE. BlockID echoes the request's
+// (IDSyncer for resync; IDInSync/IDOutOfSync in P_OV_RESULT).
 type BlockAck struct {
 	Cmd       Cmd
 	Sector    uint64
@@ -295,12 +358,18 @@ type BlockAck struct {
 // BlockReq is p_block_req: P_DATA_REQUEST, P_RS_DATA_REQUEST, P_OV_REQUEST,
 // P_RS_THIN_REQ; and, with a trailing digest, P_CSUM_RS_REQUEST and
 // P_OV_REPLY.
+//
+// A Reader takes Digest from its Allocator; the caller owns it.
 type BlockReq struct {
 	Cmd       Cmd
 	Sector    uint64
 	BlockID   uint64
 	BlockSize uint32
 	Digest    []byte // only CmdCsumRSRequest and CmdOVReply
+
+	// pad is the sender's padding, kept for byte-exact re-encoding: DRBD
+	// 8.4 does not clear it, so it may hold bytes of an earlier packet.
+	pad uint32
 }
 
 // BlockDesc is p_block_desc: P_OUT_OF_SYNC and P_RS_DEALLOCATED.
@@ -308,17 +377,21 @@ type BlockDesc struct {
 	Cmd       Cmd
 	Sector    uint64
 	BlockSize uint32
+
+	pad uint32 // as BlockReq.pad
 }
 
 // Bitmap is P_BITMAP: a chunk of plain bitmap, little-endian 64-bit words,
-// in order from bit 0.
+// in order: each packet continues where the previous one ended. At most
+// (4096 - header size) / 8 words per packet.
 type Bitmap struct {
 	Words []uint64
 }
 
 // CompressedBitmap is P_COMPRESSED_BITMAP. Encoding: low 4 bits the code
 // (BitmapRLEVLIBits), bit 7 the polarity of the first run, bits 4..6 the
-// number of padding bits at the end of Code.
+// number of padding bits at the end of Code. Code is opaque here (package
+// bitmap decodes it); 1 to 4096 - header size - 1 bytes.
 type CompressedBitmap struct {
 	Encoding uint8
 	Code     []byte
@@ -345,6 +418,7 @@ func (*ConnectionFeatures) Command() Cmd { return CmdConnectionFeatures }
 func (p *Auth) Command() Cmd             { return p.Cmd }
 func (p *Protocol) Command() Cmd         { return p.Cmd }
 func (*SyncParam) Command() Cmd          { return CmdSyncParam89 }
+func (*WSame) Command() Cmd              { return CmdWSame }
 func (*UUIDs) Command() Cmd              { return CmdUUIDs }
 func (*SyncUUID) Command() Cmd           { return CmdSyncUUID }
 func (*Sizes) Command() Cmd              { return CmdSizes }
