@@ -77,7 +77,7 @@ func errnoOf(err error, cmd uint16) uint32 {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, ErrReadOnly):
+	case errors.Is(err, ErrReadOnly), errors.Is(err, blockdev.ErrReadOnly):
 		return errnoPerm
 	case errors.Is(err, ErrShutdown), errors.Is(err, context.Canceled):
 		return errnoShutdown

@@ -300,7 +300,7 @@ type reply struct {
 	errno  uint32
 	msg    string
 	offset uint64
-	p      *payload // READ data, returned to the pool after sending
+	p      []byte // READ data, returned to the pool after sending
 	hdr    [structuredHeaderSize + 8]byte
 }
 
@@ -440,7 +440,7 @@ func (c *conn) count(req request) {
 func (c *conn) dispatch(req request) error {
 	c.count(req)
 	errno, msg := checkRequest(req, c.s.size, c.s.cfg.MinBlockSize, c.structured, c.s.cfg.ReadOnly)
-	var p *payload
+	var p []byte
 	needBuf := errno == 0 && req.length > 0 && (req.typ == cmdRead || req.typ == cmdWrite)
 	if needBuf {
 		c.budget.acquire(int64(req.length))
@@ -449,7 +449,7 @@ func (c *conn) dispatch(req request) error {
 	if req.typ == cmdWrite {
 		var err error
 		if p != nil {
-			_, err = io.ReadFull(c.br, p.b)
+			_, err = io.ReadFull(c.br, p)
 		} else if req.length > 0 {
 			// Keep the stream in sync without buffering a payload we
 			// refuse (possibly larger than MaxPayload).
@@ -457,7 +457,7 @@ func (c *conn) dispatch(req request) error {
 		}
 		if err != nil {
 			if p != nil {
-				c.budget.release(int64(len(p.b)))
+				c.budget.release(int64(len(p)))
 				putPayload(p)
 			}
 			<-c.slots
@@ -473,7 +473,7 @@ func (c *conn) dispatch(req request) error {
 	}
 	if errno != 0 {
 		if p != nil {
-			c.budget.release(int64(len(p.b)))
+			c.budget.release(int64(len(p)))
 			putPayload(p)
 		}
 		c.send(req, errno, msg, nil)
@@ -494,7 +494,7 @@ func noEOF(err error) error {
 // handle runs one request at the backend and queues its reply. A READ
 // reply is queued only after the read completed: a simple reply cannot
 // take back a success header.
-func (c *conn) handle(req request, p *payload) {
+func (c *conn) handle(req request, p []byte) {
 	defer c.handlers.Done()
 	b := c.s.cfg.Backend
 	off, n := int64(req.offset), int64(req.length)
@@ -503,18 +503,18 @@ func (c *conn) handle(req request, p *payload) {
 	switch req.typ {
 	case cmdRead:
 		if p != nil {
-			err = b.ReadAt(c.ctx, p.b, off)
+			err = b.ReadAt(c.ctx, p, off)
 			if err == nil {
 				c.s.bytesRead.Add(n)
 			}
 		}
 	case cmdWrite:
 		if p != nil {
-			err = b.WriteAt(c.ctx, p.b, off, fua)
+			err = b.WriteAt(c.ctx, p, off, fua)
 			if err == nil {
 				c.s.bytesWritten.Add(n)
 			}
-			c.budget.release(int64(len(p.b)))
+			c.budget.release(int64(len(p)))
 			putPayload(p)
 			p = nil
 		}
@@ -539,7 +539,7 @@ func (c *conn) handle(req request, p *payload) {
 	c.s.inFlight.Add(-1)
 	if err != nil {
 		if p != nil {
-			c.budget.release(int64(len(p.b)))
+			c.budget.release(int64(len(p)))
 			putPayload(p)
 			p = nil
 		}
@@ -551,7 +551,7 @@ func (c *conn) handle(req request, p *payload) {
 
 // send queues a reply. It never blocks for long: the channel holds
 // MaxInFlight replies and at most MaxInFlight requests exist.
-func (c *conn) send(req request, errno uint32, msg string, p *payload) {
+func (c *conn) send(req request, errno uint32, msg string, p []byte) {
 	if errno != 0 {
 		c.s.errs.Add(1)
 	}
@@ -596,7 +596,7 @@ func (c *conn) writeLoop() {
 		}
 		for i, r := range batch {
 			if r.p != nil {
-				c.budget.release(int64(len(r.p.b)))
+				c.budget.release(int64(len(r.p)))
 				putPayload(r.p)
 			}
 			*r = reply{}
@@ -626,7 +626,7 @@ func (c *conn) encodeReply(r *reply, bufs net.Buffers) net.Buffers {
 		binary.BigEndian.PutUint64(h[8:16], r.cookie)
 		bufs = append(bufs, h[:simpleReplySize])
 		if r.p != nil && r.errno == 0 {
-			bufs = append(bufs, r.p.b)
+			bufs = append(bufs, r.p)
 		}
 		return bufs
 	}
@@ -655,9 +655,9 @@ func (c *conn) encodeReply(r *reply, bufs net.Buffers) net.Buffers {
 		bufs = append(bufs, h[:structuredHeaderSize])
 	default:
 		binary.BigEndian.PutUint16(h[6:8], replyTypeOffsetData)
-		binary.BigEndian.PutUint32(h[16:20], uint32(8+len(r.p.b)))
+		binary.BigEndian.PutUint32(h[16:20], uint32(8+len(r.p)))
 		binary.BigEndian.PutUint64(h[20:28], r.offset)
-		bufs = append(bufs, h[:28], r.p.b)
+		bufs = append(bufs, h[:28], r.p)
 	}
 	return bufs
 }
