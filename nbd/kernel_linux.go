@@ -481,9 +481,21 @@ func (d *KernelDevice) ioctlConnect(ctx context.Context, s *Server, opts AttachO
 	// the partition table as soon as the device starts.
 	d.serve(ours)
 	go func() {
-		// DO_IT blocks in the kernel for the device's lifetime.
+		// DO_IT blocks in the kernel for the device's lifetime, in an
+		// interruptible wait: any signal delivered to this thread (Go's
+		// preemption SIGURG, a SIGUSR1 for the process) makes the kernel
+		// shut the sockets down. So the thread blocks every signal, and
+		// stays locked so the runtime discards it afterwards instead of
+		// reusing a thread with a foreign signal mask.
 		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
+		var all unix.Sigset_t
+		for i := range all.Val {
+			all.Val[i] = ^uint64(0)
+		}
+		if err := unix.PthreadSigmask(unix.SIG_BLOCK, &all, nil); err != nil {
+			d.doIt <- fmt.Errorf("blocking signals: %w", err)
+			return
+		}
 		d.doIt <- ioctl(fd, ioctlDoIt, 0)
 	}()
 	// Ready when the kernel created /sys/block/nbdN/pid (nbd_start_device).
