@@ -69,7 +69,7 @@ func (c Cmd) String() string {
 	if n, ok := cmdNames[c]; ok {
 		return n
 	}
-	return fmt.Sprintf("P_UNKNOWN(%#04x)", uint16(c))
+	return fmt.Sprintf("P_UNKNOWN(0x%02x)", uint16(c))
 }
 
 // Ignorable reports whether a receiver that does not know the command may

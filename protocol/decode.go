@@ -82,13 +82,18 @@ func DecodePayload(d Dialect, h Header, payload []byte) (Packet, error) {
 	fixed, bulk := payload, []byte(nil)
 	if s.bulk {
 		fixed, bulk = payload[:s.min], payload[s.min:]
+		if len(bulk) == 0 {
+			bulk = nil
+		}
 	}
 	return decodeBody(d, h, fixed, bulk, owner{alias: true})
 }
 
 // Decode decodes the first whole packet in b: its message and the number
-// of bytes it took. A b that ends inside the packet gives ErrBadSize with
-// the detail "truncated"; use a Reader for streams.
+// of bytes it took. It checks in the Reader's order (header, then the
+// command's limits, then the payload), so a b that ends inside an otherwise
+// acceptable packet gives ErrBadSize with the detail "truncated". Byte
+// slices in the result alias b. Use a Reader for streams.
 func Decode(d Dialect, b []byte) (Message, int, error) {
 	if err := d.validate(); err != nil {
 		return Message{}, 0, err
@@ -96,6 +101,11 @@ func Decode(d Dialect, b []byte) (Message, int, error) {
 	h, err := ParseHeader(d, b)
 	if err != nil {
 		return Message{}, 0, err
+	}
+	if !h.Cmd.Ignorable() || known(h.Cmd) {
+		if _, err := check(d, h); err != nil {
+			return Message{}, 0, err
+		}
 	}
 	hs := h.Format.Size()
 	if uint64(len(b)-hs) < uint64(h.Length) {

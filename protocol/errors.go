@@ -53,7 +53,7 @@ func (e *ProtocolError) Error() string {
 	if e.Err == ErrBadMagic {
 		return fmt.Sprintf("%v: %s", e.Err, e.Detail)
 	}
-	return fmt.Sprintf("%v: %v (%#04x) length %d: %s", e.Err, e.Cmd, uint16(e.Cmd), e.Length, e.Detail)
+	return fmt.Sprintf("%v: %v (0x%02x) length %d: %s", e.Err, e.Cmd, uint16(e.Cmd), e.Length, e.Detail)
 }
 
 func (e *ProtocolError) Unwrap() error { return e.Err }
