@@ -428,7 +428,7 @@ func TestEncodeRejects(t *testing.T) {
 	}{
 		{"nil packet", v101, Message{}, ErrInvalidPacket},
 		{"bad dialect", Dialect{Version: 85}, Message{Packet: &Empty{Cmd: CmdPing}}, ErrDialect},
-		{"digest without integrity", Dialect{Version: 101, IntegrityDigestSize: 64, Features: 0}, Message{Packet: &Empty{Cmd: CmdPing}}, nil},
+		{"largest integrity digest is fine", Dialect{Version: 101, IntegrityDigestSize: MaxDigestSize}, Message{Packet: &Empty{Cmd: CmdPing}}, nil},
 		{"before agreement", Dialect{}, Message{Packet: &Empty{Cmd: CmdPing}}, ErrDialect},
 		{"wrong cmd for type", v101, Message{Packet: &BlockAck{Cmd: CmdData}}, ErrInvalidPacket},
 		{"empty with ack cmd", v101, Message{Packet: &Empty{Cmd: CmdWriteAck}}, ErrInvalidPacket},
