@@ -1,0 +1,453 @@
+package replication
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ldev is the attached backing device (DRBD's drbd_backing_dev).
+type ldev struct {
+	maxSectors  uint64 // usable data sectors of the backing device
+	userSectors uint64 // disk option "size" (0 = all)
+	sizeSectors uint64 // size exported and replicated (DRBD's la_size_sect)
+
+	uuids          genUUIDs
+	flags          uint32
+	crashedPrimary bool
+	wasIOError     bool
+	detaching      bool // admin or error detach in progress
+
+	bm  Bitmap
+	al  ActivityLog
+	fmt MetaFormat
+
+	// Superblock writes are serialised: one in flight, later requests
+	// coalesce into the next write.
+	sbInFlight bool
+	sbAgain    bool
+	sbWaiters  []func(error)
+	sbNext     []func(error)
+	clean      bool // next superblock write uses the clean magic
+
+	// Activity log transactions are serialised too.
+	alInFlight bool
+	alWaiting  []*request // waiting for the transaction in flight
+	alStarved  []*request // waiting for extents to cool down
+
+	// Local operations in flight (for detach).
+	inFlight int
+
+	detachDone []func(error) // admin detach waiting for the drain
+	finishing  bool          // the final bitmap/superblock writes started
+}
+
+// AttachParams is a loaded backing device handed to Attach.
+type AttachParams struct {
+	// MaxSectors is the usable data size of the backing device (sectors
+	// in front of the metadata, or the whole device with external md).
+	MaxSectors uint64
+	// UserSectors is the disk option "size" (0 = all).
+	UserSectors uint64
+	// Super is the superblock as read.
+	Super Superblock
+	// Bitmap is the on-disk bitmap with the activity log already applied.
+	Bitmap Bitmap
+	AL     ActivityLog
+	Format MetaFormat
+}
+
+// Attach takes a loaded backing device into use (drbdadm attach). The disk
+// state follows from the metadata flags as in DRBD: Consistent and
+// was-UpToDate give UpToDate (with fencing dont-care) or Consistent,
+// Consistent alone gives Outdated, otherwise Inconsistent.
+func (n *Node) Attach(p AttachParams) error {
+	if n.ldev != nil {
+		return ErrAlreadyAttached
+	}
+	if n.st.Conn >= WFReportParams {
+		return errors.New("replication: attach while connected is not supported; disconnect first")
+	}
+	if p.Bitmap == nil || p.AL == nil || p.Format == nil {
+		panic("replication: Attach needs a bitmap, an activity log and a metadata format")
+	}
+	size := p.MaxSectors
+	if p.UserSectors != 0 && p.UserSectors < size {
+		size = p.UserSectors
+	}
+	if la := p.Super.LaSizeSect; la != 0 {
+		if la > size {
+			if p.Super.Flags&MDFConsistent != 0 {
+				return fmt.Errorf("replication: the backing device is smaller (%d sectors) than the last agreed size (%d sectors)", size, la)
+			}
+		} else {
+			size = la
+		}
+	}
+	if blocks := (size + sectorsPerBlock - 1) / sectorsPerBlock; p.Bitmap.Bits() < blocks {
+		return fmt.Errorf("replication: bitmap has %d bits, device needs %d", p.Bitmap.Bits(), blocks)
+	}
+	l := &ldev{
+		maxSectors: p.MaxSectors, userSectors: p.UserSectors, sizeSectors: size,
+		uuids: genUUIDs(p.Super.UUIDs), flags: p.Super.Flags,
+		bm: p.Bitmap, al: p.AL, fmt: p.Format,
+	}
+	l.crashedPrimary = l.flags&MDFCrashedPrimary != 0
+	if l.flags&MDFPrimaryInd != 0 && n.st.Role != RolePrimary {
+		l.crashedPrimary = true
+	}
+	n.ldev = l
+	if l.flags&MDFFullSync != 0 || (l.crashedPrimary && l.flags&MDFALDisabled != 0) {
+		n.logf(LevelInfo, "Assuming that all blocks are out of sync (aka FullSync)")
+		l.bm.SetAll()
+		l.writeAllBitmap(n, nil)
+	}
+	var disk DiskState
+	switch {
+	case l.flags&MDFConsistent != 0 && l.flags&MDFWasUpToDate != 0:
+		disk = Consistent
+	case l.flags&MDFConsistent != 0:
+		disk = Outdated
+	default:
+		disk = Inconsistent
+	}
+	pdsk := n.st.PDsk
+	if l.flags&MDFPeerOutDated != 0 {
+		pdsk = Outdated
+	}
+	if disk == Consistent && (pdsk == Outdated || n.cfg.Fencing == FencingDontCare) {
+		disk = UpToDate
+	}
+	if err := n.changeState(StateMask{Disk: true}, State{Disk: Attaching}, csHard); err != nil {
+		n.ldev = nil
+		return err
+	}
+	if err := n.changeState(StateMask{Disk: true, PDsk: true}, State{Disk: disk, PDsk: pdsk}, csHard); err != nil {
+		n.ldev = nil
+		return err
+	}
+	n.logf(LevelInfo, "attached: %d sectors, %d KiB marked out-of-sync", size, l.bm.Count()*4)
+	n.writeSuperblock(nil)
+	return nil
+}
+
+// Detach stops using the backing device (drbdadm detach). done is called
+// when no local I/O is in flight any more and the superblock is clean; the
+// driver may then close the device.
+func (n *Node) Detach(done func(error)) {
+	if n.ldev == nil {
+		done(ErrIsDiskless)
+		return
+	}
+	n.requestState(StateMask{Disk: true}, State{Disk: Failed}, func(err error) {
+		if err != nil {
+			done(err)
+			return
+		}
+		n.ldev.detachDone = append(n.ldev.detachDone, done)
+		n.maybeFinishDetach()
+	})
+}
+
+// diskError handles a failed local operation according to on-io-error.
+func (n *Node) diskError(what string, err error) {
+	n.logf(LevelError, "local disk %s failed: %v", what, err)
+	if n.ldev == nil || n.ldev.detaching {
+		return
+	}
+	if n.cfg.OnIOError == IOErrorPassOn {
+		return
+	}
+	n.ldev.wasIOError = true
+	n.logf(LevelError, "Local IO failed in %s. Detaching...", what)
+	_ = n.changeState(StateMask{Disk: true}, State{Disk: Failed}, csHard)
+}
+
+// finishDetach is the first half of a detach: stop new local I/O.
+func (n *Node) finishDetach() {
+	if n.ldev == nil {
+		return
+	}
+	n.ldev.detaching = true
+	n.maybeFinishDetach()
+}
+
+// maybeFinishDetach completes the detach once local I/O has drained.
+func (n *Node) maybeFinishDetach() {
+	l := n.ldev
+	if l == nil || !l.detaching || l.inFlight > 0 || l.sbInFlight || l.alInFlight {
+		return
+	}
+	if l.finishing {
+		return
+	}
+	l.finishing = true
+	fail := func(err error) {
+		waiters := l.detachDone
+		l.detachDone = nil
+		n.ldev = nil
+		_ = n.changeState(StateMask{Disk: true}, State{Disk: Diskless}, csHard)
+		for _, w := range waiters {
+			w(err)
+		}
+	}
+	if l.wasIOError {
+		fail(nil)
+		return
+	}
+	l.writeDirtyBitmap(n, func(error) {
+		l.clean = true
+		n.writeSuperblock(func(err error) { fail(err) })
+	})
+}
+
+// sectorRange converts a byte range to inclusive bitmap blocks.
+func blockRange(off, length int64) (first, last uint64) {
+	return uint64(off) / BlockSize, uint64(off+length-1) / BlockSize
+}
+
+// extentRange converts a byte range to inclusive AL extents.
+func extentRange(off, length int64) (first, last uint64) {
+	return uint64(off) / ExtentSize, uint64(off+length-1) / ExtentSize
+}
+
+// setOutOfSync marks a byte range out of sync (DRBD's drbd_set_out_of_sync).
+func (n *Node) setOutOfSync(off, length int64) {
+	if n.ldev == nil || length <= 0 {
+		return
+	}
+	f, l := blockRange(off, length)
+	n.ldev.bm.SetRange(f, l)
+}
+
+// setInSync marks the blocks wholly inside a byte range in sync.
+func (n *Node) setInSync(off, length int64) uint64 {
+	if n.ldev == nil || length <= 0 {
+		return 0
+	}
+	first := (uint64(off) + BlockSize - 1) / BlockSize
+	end := uint64(off+length) / BlockSize
+	if end <= first {
+		return 0
+	}
+	return n.ldev.bm.ClearRange(first, end-1)
+}
+
+// mdFlags computes the superblock flags from the state (DRBD's
+// __drbd_set_state bookkeeping).
+func (n *Node) mdFlags() uint32 {
+	l := n.ldev
+	f := l.flags &^ (MDFConsistent | MDFPrimaryInd | MDFConnectedInd | MDFWasUpToDate | MDFPeerOutDated | MDFCrashedPrimary | MDFALClean)
+	s := n.st
+	if l.crashedPrimary {
+		f |= MDFCrashedPrimary
+	}
+	if s.Role == RolePrimary || (s.PDsk < Inconsistent && s.Peer == RolePrimary) {
+		f |= MDFPrimaryInd
+	}
+	if s.Conn > WFReportParams {
+		f |= MDFConnectedInd
+	}
+	if s.Disk > Inconsistent {
+		f |= MDFConsistent
+	}
+	if s.Disk > Outdated {
+		f |= MDFWasUpToDate
+	}
+	if s.PDsk <= Outdated && s.PDsk >= Inconsistent {
+		f |= MDFPeerOutDated
+	}
+	return f
+}
+
+// updateMDFlags writes the superblock when the flags changed.
+func (n *Node) updateMDFlags() {
+	if n.ldev == nil || n.st.Disk <= Failed {
+		return
+	}
+	if f := n.mdFlags(); f != n.ldev.flags {
+		n.ldev.flags = f
+		n.writeSuperblock(nil)
+	}
+}
+
+// writeSuperblock persists UUIDs, flags and size; done (may be nil) runs
+// when that state is durable. Writes are serialised and coalesced.
+func (n *Node) writeSuperblock(done func(error)) {
+	l := n.ldev
+	if l == nil {
+		if done != nil {
+			done(ErrNotAttached)
+		}
+		return
+	}
+	if l.sbInFlight {
+		l.sbAgain = true
+		if done != nil {
+			l.sbNext = append(l.sbNext, done)
+		}
+		return
+	}
+	if done != nil {
+		l.sbWaiters = append(l.sbWaiters, done)
+	}
+	l.sbInFlight = true
+	off, block := l.fmt.Superblock(Superblock{LaSizeSect: l.sizeSectors, UUIDs: l.uuids, Flags: l.flags, Clean: l.clean})
+	n.writeMeta(off, block, "superblock", func(err error) {
+		l.sbInFlight = false
+		waiters := l.sbWaiters
+		l.sbWaiters = nil
+		if err != nil {
+			n.diskError("meta-data write", err)
+		}
+		for _, w := range waiters {
+			w(err)
+		}
+		if l.sbAgain {
+			l.sbAgain = false
+			next := l.sbNext
+			l.sbNext = nil
+			l.sbWaiters = next
+			l.sbInFlight = false
+			n.writeSuperblockNow()
+		}
+		n.maybeFinishDetach()
+	})
+}
+
+func (n *Node) writeSuperblockNow() {
+	l := n.ldev
+	if l == nil {
+		return
+	}
+	waiters := l.sbWaiters
+	l.sbWaiters = nil
+	l.sbInFlight = false
+	if len(waiters) == 0 {
+		n.writeSuperblock(nil)
+		return
+	}
+	for i, w := range waiters {
+		if i == 0 {
+			n.writeSuperblock(w)
+		} else {
+			l.sbNext = append(l.sbNext, w)
+			l.sbAgain = true
+		}
+	}
+}
+
+// writeDirtyBitmap writes every changed bitmap page; done (may be nil)
+// runs when all are durable.
+func (l *ldev) writeDirtyBitmap(n *Node, done func(error)) {
+	l.writePages(n, l.fmt.DirtyBitmapPages(l.bm), done)
+}
+
+// writeAllBitmap writes the whole bitmap.
+func (l *ldev) writeAllBitmap(n *Node, done func(error)) {
+	pages := make([]int, l.fmt.BitmapPages())
+	for i := range pages {
+		pages[i] = i
+	}
+	l.writePages(n, pages, done)
+}
+
+func (l *ldev) writePages(n *Node, pages []int, done func(error)) {
+	if len(pages) == 0 {
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	left := len(pages)
+	var firstErr error
+	for _, p := range pages {
+		off, block := l.fmt.BitmapPage(l.bm, p)
+		l.inFlight++
+		n.writeMeta(off, block, "bitmap", func(err error) {
+			l.inFlight--
+			if err != nil && firstErr == nil {
+				firstErr = err
+				n.diskError("bitmap write", err)
+			}
+			left--
+			if left == 0 {
+				if done != nil {
+					done(firstErr)
+				}
+				n.maybeFinishDetach()
+			}
+		})
+	}
+}
+
+// newCurrentUUID starts a new data generation (DRBD's
+// drbd_uuid_new_current): bitmap := current, current := random.
+func (n *Node) newCurrentUUID() {
+	l := n.ldev
+	if l.uuids[uiBitmap] != 0 {
+		n.logf(LevelWarn, "bm UUID was already set: %X", l.uuids[uiBitmap])
+	}
+	l.uuids[uiBitmap] = l.uuids[uiCurrent]
+	n.setCurrentUUID(n.rand())
+	n.logf(LevelInfo, "new current UUID %s", l.uuids)
+	n.writeSuperblock(nil)
+}
+
+// setCurrentUUID sets the current UUID with the "was Primary" bit from
+// the role (DRBD's __drbd_uuid_set).
+func (n *Node) setCurrentUUID(v uint64) {
+	if n.st.Role == RolePrimary {
+		v |= 1
+	} else {
+		v &^= 1
+	}
+	n.ldev.uuids[uiCurrent] = v
+}
+
+// setBitmapUUID is DRBD's drbd_uuid_set_bm: 0 moves the bitmap UUID to
+// history.
+func (n *Node) setBitmapUUID(v uint64) {
+	l := n.ldev
+	if l.uuids[uiBitmap] == 0 && v == 0 {
+		return
+	}
+	if v == 0 {
+		l.uuids[uiHistory1] = l.uuids[uiHistory0]
+		l.uuids[uiHistory0] = l.uuids[uiBitmap]
+		l.uuids[uiBitmap] = 0
+		return
+	}
+	l.uuids[uiBitmap] = v &^ 1
+}
+
+// UUIDs returns the generation UUIDs of the attached disk (current,
+// bitmap, history 0, history 1), or false when Diskless.
+func (n *Node) UUIDs() ([4]uint64, bool) {
+	if n.ldev == nil {
+		return [4]uint64{}, false
+	}
+	return n.ldev.uuids, true
+}
+
+// Size returns the replicated size in bytes (0 when neither a disk nor a
+// connected peer gives one).
+func (n *Node) Size() int64 {
+	if n.ldev != nil {
+		return int64(n.ldev.sizeSectors) * 512
+	}
+	if n.peer != nil && n.peer.gotSizes {
+		return int64(n.peer.peerCSize) * 512
+	}
+	return 0
+}
+
+// OutOfSync returns the number of out-of-sync bytes of the local bitmap.
+func (n *Node) OutOfSync() int64 {
+	if n.ldev == nil {
+		return 0
+	}
+	return int64(n.ldev.bm.Count()) * BlockSize
+}
+
+// setSize changes the replicated size (sectors).
+func (l *ldev) setSize(s uint64) { l.sizeSectors = s }

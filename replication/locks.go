@@ -1,0 +1,97 @@
+package replication
+
+// Range locks keep resync and application/peer writes to the same blocks
+// from being in flight at once (DRBD does this with its resync extents and
+// interval trees). Locks are granted in FIFO order per conflict: a lock
+// waits for every earlier overlapping lock it conflicts with.
+
+type lockKind uint8
+
+const (
+	lockWrite  lockKind = 1 + iota // application write (Primary) or peer write (Secondary)
+	lockResync                     // resync request (target) or resync read (source)
+)
+
+type rangeLock struct {
+	first, last uint64 // blocks, inclusive
+	kind        lockKind
+	granted     bool
+	fn          func()
+}
+
+func conflicts(a, b *rangeLock) bool {
+	if a.last < b.first || b.last < a.first {
+		return false
+	}
+	return a.kind == lockResync || b.kind == lockResync
+}
+
+// lockRange takes a lock on the blocks of [off, off+length). When it is
+// granted at once, fn (if not nil) runs before lockRange returns;
+// otherwise fn runs when the lock is granted.
+func (n *Node) lockRange(off, length int64, kind lockKind, fn func()) *rangeLock {
+	f, l := blockRange(off, length)
+	lk := &rangeLock{first: f, last: l, kind: kind, fn: fn}
+	free := true
+	for _, o := range n.locks {
+		if conflicts(o, lk) {
+			free = false
+			break
+		}
+	}
+	n.locks = append(n.locks, lk)
+	if free {
+		lk.granted = true
+		if fn != nil {
+			fn()
+		}
+	}
+	return lk
+}
+
+// unlockRange releases a lock and grants the waiters it was blocking.
+func (n *Node) unlockRange(lk *rangeLock) {
+	for i, o := range n.locks {
+		if o == lk {
+			n.locks = append(n.locks[:i], n.locks[i+1:]...)
+			break
+		}
+	}
+	var grant []*rangeLock
+	for i, w := range n.locks {
+		if w.granted {
+			continue
+		}
+		ok := true
+		for _, o := range n.locks[:i] {
+			if conflicts(o, w) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			w.granted = true
+			grant = append(grant, w)
+		}
+	}
+	for _, w := range grant {
+		if w.fn != nil {
+			w.fn()
+		}
+	}
+}
+
+// rangeBusy reports whether a write lock (granted or waiting) overlaps
+// the range.
+func (n *Node) rangeBusy(off, length int64) bool {
+	f, l := blockRange(off, length)
+	for _, o := range n.locks {
+		if o.kind == lockWrite && !(o.last < f || l < o.first) {
+			return true
+		}
+	}
+	return false
+}
+
+// dropLocks forgets every lock (the disk went away).
+func (n *Node) dropLocks() { n.locks = nil }

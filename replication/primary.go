@@ -1,0 +1,808 @@
+package replication
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/gdrbd/gdrbd/protocol"
+)
+
+// request is an application request in flight (DRBD's drbd_request).
+type request struct {
+	Request
+	sector uint64
+
+	// local part
+	localPending bool
+	localErr     error
+	localDone    bool
+
+	// network part
+	netPending bool // sent (or to be sent), waiting for the ack the protocol needs
+	netOK      bool // the peer has it (as the protocol defines)
+	netDone    bool // nothing more expected for completion
+	inTL       bool // in the transfer log, waiting for the epoch's barrier ack
+	epoch      *tlEpoch
+	sentAt     int64
+	remoteRead bool
+
+	// activity log
+	alFirst, alLast uint64
+	inAL            bool
+	lock            *rangeLock
+
+	completed bool
+	// flushWait: an OpFlush waiting for these epochs' barrier acks.
+	flushEpoch uint32
+	flushLocal bool
+	flushPeer  bool
+}
+
+// Propose submits an application request. Requests are only accepted on
+// a Primary with access to UpToDate data (local or the peer's); anything
+// else is refused at once with an error and changes nothing. An accepted
+// request is reported exactly once in Ready().Completions.
+func (n *Node) Propose(r Request) error {
+	if n.st.Role != RolePrimary {
+		return ErrNotPrimary
+	}
+	if _, dup := n.reqs[r.ID]; dup {
+		return ErrDuplicateID
+	}
+	size := n.Size()
+	switch r.Op {
+	case OpRead, OpWrite:
+		if int64(len(r.Data)) != r.Length || r.Length <= 0 || r.Length > MaxRequestSize {
+			return fmt.Errorf("%w: %s of %d bytes with a %d-byte buffer", ErrBadRequest, r.Op, r.Length, len(r.Data))
+		}
+	case OpTrim, OpWriteZeroes:
+		if r.Length <= 0 || r.Length > MaxDiscardSize {
+			return fmt.Errorf("%w: %s of %d bytes", ErrBadRequest, r.Op, r.Length)
+		}
+	case OpFlush:
+	default:
+		return fmt.Errorf("%w: op %v", ErrBadRequest, r.Op)
+	}
+	if r.Op != OpFlush {
+		if r.Offset%512 != 0 || r.Length%512 != 0 {
+			return fmt.Errorf("%w: offset %d length %d not multiples of 512", ErrBadRequest, r.Offset, r.Length)
+		}
+		if r.Offset < 0 || r.Offset+r.Length > size {
+			return ErrOutOfRange
+		}
+	}
+	if !n.haveData() {
+		return ErrNoData
+	}
+	req := &request{Request: r, sector: uint64(r.Offset) / 512}
+	n.reqs[r.ID] = req
+	n.stats.ap++
+	switch r.Op {
+	case OpRead:
+		n.startRead(req)
+	case OpFlush:
+		n.startFlush(req)
+	default:
+		n.startWrite(req)
+	}
+	return nil
+}
+
+// haveData reports whether the Primary can serve I/O: local UpToDate disk,
+// or a connected peer with an UpToDate disk.
+func (n *Node) haveData() bool {
+	return n.st.Disk == UpToDate || n.localUsableForWrite() && n.peerUpToDate() || n.peerUpToDate()
+}
+
+func (n *Node) peerUpToDate() bool {
+	return n.st.Conn >= Connected && n.st.PDsk == UpToDate && n.peer != nil && n.peer.socketsUp
+}
+
+// localUsableForWrite: application writes go to the local disk whenever it
+// is attached and not failing (also while Inconsistent as SyncTarget).
+func (n *Node) localUsableForWrite() bool {
+	return n.ldev != nil && !n.ldev.detaching && n.st.Disk >= Inconsistent
+}
+
+// replicating reports whether writes are mirrored to the peer now
+// (DRBD's drbd_should_do_remote).
+func (n *Node) replicating() bool {
+	s := n.st
+	if n.peer == nil || !n.peer.socketsUp || s.Conn < Connected {
+		return false
+	}
+	return s.PDsk == UpToDate || (s.PDsk >= Inconsistent && s.Conn >= WFBitMapT && s.Conn < Ahead)
+}
+
+// sendsOutOfSync reports whether writes that are not mirrored are
+// announced with P_OUT_OF_SYNC (DRBD's drbd_should_send_out_of_sync):
+// while our bitmap is on its way to the sync target, and when Ahead.
+func (n *Node) sendsOutOfSync() bool {
+	return n.peer != nil && n.peer.socketsUp && (n.st.Conn == Ahead || n.st.Conn == WFBitMapS)
+}
+
+// complete reports an application request's end exactly once.
+func (n *Node) complete(req *request, err error) {
+	if req.completed {
+		panic(fmt.Sprintf("replication: request %d completed twice", req.ID))
+	}
+	req.completed = true
+	n.stats.ap--
+	n.ready.Completions = append(n.ready.Completions, Completion{ID: req.ID, Err: err})
+	if !req.inTL {
+		delete(n.reqs, req.ID)
+	}
+}
+
+// ---- reads ----
+
+func (n *Node) startRead(req *request) {
+	first, last := blockRange(req.Offset, req.Length)
+	localOK := n.st.Disk == UpToDate ||
+		(n.localUsableForWrite() && n.ldev.bm.NextSet(first) > last && n.st.Conn >= SyncSource)
+	if localOK {
+		n.readLocal(req)
+		return
+	}
+	if n.peerUpToDate() {
+		n.readRemote(req)
+		return
+	}
+	n.complete(req, ErrNoData)
+}
+
+func (n *Node) readLocal(req *request) {
+	n.ldev.inFlight++
+	n.submitDisk(DiskOp{Op: OpRead, Offset: req.Offset, Length: req.Length, Data: req.Data}, func(err error, _ []byte) {
+		n.ldev.inFlight--
+		n.stats.dr += uint64(req.Length)
+		if err != nil {
+			n.diskError("read", err)
+			if n.peerUpToDate() {
+				n.readRemote(req) // DRBD retries a failed read on the peer
+				return
+			}
+			n.complete(req, fmt.Errorf("%w: %v", ErrIOError, err))
+		} else {
+			n.complete(req, nil)
+		}
+		n.maybeFinishDetach()
+	})
+}
+
+func (n *Node) readRemote(req *request) {
+	req.remoteRead = true
+	req.netPending = true
+	req.sentAt = n.peer.now
+	n.peer.pendingReads++
+	n.send(DataStream, &protocol.BlockReq{Cmd: protocol.CmdDataRequest, Sector: req.sector, BlockID: req.ID, BlockSize: uint32(req.Length)})
+}
+
+// receiveDataReply completes a remote read (P_DATA_REPLY).
+func (n *Node) receiveDataReply(p *protocol.Data) error {
+	req, ok := n.reqs[p.BlockID]
+	if !ok || !req.remoteRead || req.sector != p.Sector || !req.netPending || int64(len(p.Payload)) != req.Length {
+		return n.protocolError("P_DATA_REPLY for unknown request %#x sector %d", p.BlockID, p.Sector)
+	}
+	copy(req.Data, p.Payload)
+	req.netPending = false
+	n.peer.pendingReads--
+	n.stats.nr += uint64(len(p.Payload))
+	n.complete(req, nil)
+	return nil
+}
+
+// ---- writes ----
+
+func (n *Node) startWrite(req *request) {
+	if n.ldev != nil && !n.ldev.detaching {
+		req.alFirst, req.alLast = extentRange(req.Offset, req.Length)
+		n.alBegin(req)
+		return
+	}
+	n.issueWrite(req)
+}
+
+// alBegin makes the request's extents hot. AL BEFORE DATA: the write is
+// issued only when every extent it touches is recorded in a durable
+// activity-log transaction, so a crash can never leave a written block
+// that the log does not mark out of sync.
+func (n *Node) alBegin(req *request) {
+	l := n.ldev
+	if l.al.TryBegin(req.alFirst, req.alLast) {
+		req.inAL = true
+		n.issueWrite(req)
+		return
+	}
+	if l.alInFlight {
+		l.alWaiting = append(l.alWaiting, req)
+		return
+	}
+	if !l.al.Reserve(req.alFirst, req.alLast) {
+		l.alStarved = append(l.alStarved, req)
+		return
+	}
+	req.inAL = true
+	l.alWaiting = append(l.alWaiting, req)
+	n.alCommit()
+}
+
+// alCommit writes the pending AL transaction. EVICTED EXTENTS' BITMAP
+// PAGES ARE DURABLE BEFORE THE TRANSACTION THAT EVICTS THEM: after the
+// transaction, recovery would no longer set those extents' bits.
+func (n *Node) alCommit() {
+	l := n.ldev
+	if l.alInFlight || !l.al.Pending() {
+		return // one transaction at a time; alDone commits the next
+	}
+	l.alInFlight = true
+	txn := l.al.Prepare()
+	n.stats.al++
+	var pages []int
+	seen := map[int]bool{}
+	for _, e := range txn.Evicted {
+		for _, p := range l.fmt.PagesOfExtent(e) {
+			if !seen[p] {
+				seen[p] = true
+				pages = append(pages, p)
+			}
+		}
+	}
+	writeTxn := func(err error) {
+		if err != nil {
+			n.alFailed(err)
+			return
+		}
+		n.writeMeta(txn.Offset, txn.Data, "al", func(err error) {
+			if err != nil {
+				n.alFailed(err)
+				return
+			}
+			l.al.Committed()
+			n.alDone()
+		})
+	}
+	if len(pages) > 0 {
+		n.stats.bm += uint64(len(pages))
+		l.writePages(n, pages, writeTxn)
+	} else {
+		writeTxn(nil)
+	}
+}
+
+// alDone runs after a transaction is durable: the requests waiting for it
+// go on; those that were not in it try again (and batch into the next).
+func (n *Node) alDone() {
+	l := n.ldev
+	l.alInFlight = false
+	waiting := l.alWaiting
+	l.alWaiting = nil
+	for _, req := range waiting {
+		if req.inAL {
+			n.issueWrite(req)
+		} else {
+			n.alRetry(req)
+		}
+	}
+	n.alCommit()
+	n.maybeFinishDetach()
+}
+
+func (n *Node) alRetry(req *request) {
+	l := n.ldev
+	if l == nil || l.detaching {
+		n.issueWrite(req)
+		return
+	}
+	if l.al.TryBegin(req.alFirst, req.alLast) {
+		req.inAL = true
+		n.issueWrite(req)
+		return
+	}
+	if l.alInFlight {
+		l.alWaiting = append(l.alWaiting, req)
+		return
+	}
+	if !l.al.Reserve(req.alFirst, req.alLast) {
+		l.alStarved = append(l.alStarved, req)
+		return
+	}
+	req.inAL = true
+	l.alWaiting = append(l.alWaiting, req)
+	if !l.alInFlight {
+		n.alCommit()
+	}
+}
+
+func (n *Node) alFailed(err error) {
+	l := n.ldev
+	l.alInFlight = false
+	n.diskError("activity log write", err)
+	waiting := l.alWaiting
+	l.alWaiting = nil
+	for _, req := range waiting {
+		req.inAL = false
+		n.issueWrite(req) // the disk is failing: the write goes to the peer only
+	}
+}
+
+// alComplete drops the request's AL references and wakes starved writers.
+func (n *Node) alComplete(req *request) {
+	if !req.inAL {
+		return
+	}
+	req.inAL = false
+	l := n.ldev
+	if l == nil {
+		return
+	}
+	l.al.Complete(req.alFirst, req.alLast)
+	if len(l.alStarved) > 0 {
+		starved := l.alStarved
+		l.alStarved = nil
+		for _, r := range starved {
+			n.alRetry(r)
+		}
+	}
+}
+
+// issueWrite starts the write once no resync of the same blocks is in
+// flight (see locks.go).
+func (n *Node) issueWrite(req *request) {
+	if n.ldev == nil {
+		n.doIssueWrite(req)
+		return
+	}
+	req.lock = n.lockRange(req.Offset, req.Length, lockWrite, func() { n.doIssueWrite(req) })
+}
+
+// releaseLock drops the request's range lock (once its local part ended:
+// a resync read after that sees the new data).
+func (n *Node) releaseLock(req *request) {
+	if req.lock != nil {
+		lk := req.lock
+		req.lock = nil
+		n.unlockRange(lk)
+	}
+}
+
+// doIssueWrite starts the local and the remote part of a write (after the
+// activity log allows it): both in parallel.
+func (n *Node) doIssueWrite(req *request) {
+	local := n.localUsableForWrite()
+	if local {
+		req.localPending = true
+		n.ldev.inFlight++
+		op := DiskOp{Op: req.Op, Offset: req.Offset, Length: req.Length, Data: req.Data, FUA: req.FUA}
+		n.submitDisk(op, func(err error, _ []byte) { n.localWriteDone(req, err) })
+	} else {
+		req.localDone = true
+		req.localErr = ErrNotAttached
+	}
+	if n.replicating() {
+		n.sendWrite(req)
+	} else {
+		req.netDone = true
+		n.setOutOfSync(req.Offset, req.Length)
+		if n.sendsOutOfSync() {
+			n.send(DataStream, &protocol.BlockDesc{Cmd: protocol.CmdOutOfSync, Sector: req.sector, BlockSize: uint32(req.Length)})
+		}
+	}
+	if !local {
+		n.releaseLock(req)
+		if !n.replicating() {
+			n.finishRequest(req)
+		}
+	}
+}
+
+// sendWrite ships the write to the peer in the current epoch. The barrier
+// that closes the previous epoch was already sent when it closed, so the
+// peer sees: all writes of epoch n, P_BARRIER n, writes of epoch n+1.
+func (n *Node) sendWrite(req *request) {
+	pr := n.peer
+	e := n.tl.current(n)
+	req.epoch = e
+	e.writes = append(e.writes, req)
+	req.inTL = true
+	req.netPending = true
+	req.sentAt = pr.now
+	pr.packetSeq++
+	flags := uint32(0)
+	if req.FUA {
+		flags |= protocol.DPFUA
+	}
+	switch n.cfg.Protocol {
+	case ProtocolB:
+		flags |= protocol.DPSendReceiveAck
+	case ProtocolC:
+		flags |= protocol.DPSendWriteAck
+	}
+	var pk protocol.Packet
+	switch {
+	case req.Op == OpWrite:
+		pk = &protocol.Data{Cmd: protocol.CmdData, Sector: req.sector, BlockID: req.ID, SeqNum: pr.packetSeq, Flags: flags, Payload: req.Data}
+		n.stats.ns += uint64(req.Length)
+	case req.Op == OpWriteZeroes && pr.dialect.Features&protocol.FeatureWZeroes != 0:
+		pk = &protocol.Trim{Cmd: protocol.CmdZeroes, Sector: req.sector, BlockID: req.ID, SeqNum: pr.packetSeq, Flags: flags | protocol.DPZeroes, Size: uint32(req.Length)}
+	case pr.dialect.Features&protocol.FeatureTrim != 0:
+		if req.Op == OpWriteZeroes {
+			flags |= protocol.DPZeroes
+		}
+		pk = &protocol.Trim{Cmd: protocol.CmdTrim, Sector: req.sector, BlockID: req.ID, SeqNum: pr.packetSeq, Flags: flags | protocol.DPDiscard, Size: uint32(req.Length)}
+	default:
+		// The peer cannot trim: the range is resynced later.
+		req.netPending = false
+		req.netDone = true
+		n.setOutOfSync(req.Offset, req.Length)
+		return
+	}
+	if n.cfg.Protocol == ProtocolA {
+		n.sendWithToken(DataStream, pk, func() { n.netAcked(req, true) })
+	} else {
+		n.send(DataStream, pk)
+	}
+	if len(e.writes) >= n.cfg.MaxEpochSize {
+		n.closeEpoch()
+	}
+}
+
+func (n *Node) localWriteDone(req *request, err error) {
+	req.localPending = false
+	req.localDone = true
+	n.ldev.inFlight--
+	n.releaseLock(req)
+	if req.Op == OpWrite {
+		n.stats.dw += uint64(req.Length)
+	}
+	if err != nil {
+		req.localErr = err
+		n.setOutOfSync(req.Offset, req.Length)
+		n.diskError("write", err)
+	}
+	n.finishRequest(req)
+	n.maybeFinishDetach()
+}
+
+// netAcked records the peer's answer for a write: ok for P_RECV_ACK /
+// P_WRITE_ACK (or protocol A's hand-off), not ok for P_NEG_ACK.
+func (n *Node) netAcked(req *request, ok bool) {
+	if !req.netPending {
+		if !ok {
+			n.setOutOfSync(req.Offset, req.Length)
+		}
+		return
+	}
+	req.netPending = false
+	req.netDone = true
+	req.netOK = ok
+	if !ok {
+		n.setOutOfSync(req.Offset, req.Length)
+	}
+	n.finishRequest(req)
+}
+
+// finishRequest completes the request to the application once both parts
+// are done. ACK AFTER BOTH DISKS: under protocol C netDone means the
+// peer's P_WRITE_ACK (its disk has the data) arrived; the local part is
+// done when our own write completed. Success if either part succeeded.
+func (n *Node) finishRequest(req *request) {
+	if req.completed || req.localPending || (!req.netDone && req.netPending) {
+		return
+	}
+	if !req.localDone || !req.netDone {
+		return
+	}
+	var err error
+	if req.localErr != nil && !req.netOK {
+		err = fmt.Errorf("%w: %v", ErrIOError, req.localErr)
+		if req.localErr == ErrNotAttached {
+			err = ErrNoData
+		}
+	}
+	// A completed write closes the current epoch: anything the
+	// application issues after seeing this completion lands in a later
+	// epoch (DRBD's start_new_tl_epoch in drbd_req_complete).
+	if req.epoch != nil && req.epoch == n.tl.open {
+		n.closeEpoch()
+	}
+	if !req.inTL {
+		n.alComplete(req)
+	}
+	n.complete(req, err)
+}
+
+// ---- flush ----
+
+// startFlush handles an application FLUSH: every write completed before
+// it must be durable on both disks. Locally a disk flush; on the peer the
+// current epoch is closed with P_BARRIER and the flush completes when the
+// barrier acks of all epochs up to it arrived (the peer acks a barrier
+// only after flushing its disk).
+func (n *Node) startFlush(req *request) {
+	req.flushLocal = n.localUsableForWrite()
+	if req.flushLocal {
+		req.localPending = true
+		n.ldev.inFlight++
+		n.submitDisk(DiskOp{Op: OpFlush}, func(err error, _ []byte) {
+			req.localPending = false
+			n.ldev.inFlight--
+			if err != nil {
+				req.localErr = err
+				n.diskError("flush", err)
+			}
+			n.finishFlush(req)
+			n.maybeFinishDetach()
+		})
+	}
+	if n.replicating() && n.tl.hasUnacked() {
+		if n.tl.open != nil && len(n.tl.open.writes) > 0 {
+			n.closeEpoch()
+		}
+		req.flushPeer = true
+		req.flushEpoch = n.tl.lastClosedNr
+		n.tl.flushWaiters = append(n.tl.flushWaiters, req)
+	}
+	n.finishFlush(req)
+}
+
+func (n *Node) finishFlush(req *request) {
+	if req.completed || req.localPending || req.flushPeer {
+		return
+	}
+	var err error
+	if req.flushLocal && req.localErr != nil {
+		err = fmt.Errorf("%w: flush: %v", ErrIOError, req.localErr)
+	}
+	n.complete(req, err)
+}
+
+// ---- acks from the peer ----
+
+func (n *Node) receiveBlockAck(p *protocol.BlockAck) error {
+	switch p.Cmd {
+	case protocol.CmdRSWriteAck, protocol.CmdRSIsInSync, protocol.CmdNegRSDReply, protocol.CmdRSCancel, protocol.CmdOVResult:
+		return n.receiveResyncAck(p)
+	case protocol.CmdNegDReply:
+		req, ok := n.reqs[p.BlockID]
+		if !ok || !req.remoteRead || !req.netPending {
+			return n.protocolError("P_NEG_DREPLY for unknown request")
+		}
+		req.netPending = false
+		n.peer.pendingReads--
+		n.logf(LevelError, "Got NegDReply; Sector %ds, len %d.", p.Sector, p.BlockSize)
+		n.complete(req, fmt.Errorf("%w: peer could not read", ErrIOError))
+		return nil
+	}
+	if p.BlockID == idSyncer {
+		return n.receiveResyncAck(p)
+	}
+	req, ok := n.reqs[p.BlockID]
+	if !ok || req.sector != p.Sector || req.Op == OpRead || req.remoteRead {
+		if p.Cmd == protocol.CmdNegAck {
+			// Protocol A/B: the request may be gone already.
+			n.setOutOfSync(int64(p.Sector)*512, int64(p.BlockSize))
+			return nil
+		}
+		return n.protocolError("%#04x for unknown request %#x sector %d", p.Cmd, p.BlockID, p.Sector)
+	}
+	switch p.Cmd {
+	case protocol.CmdWriteAck:
+		if n.cfg.Protocol != ProtocolC {
+			return n.protocolError("P_WRITE_ACK under protocol %s", n.cfg.Protocol)
+		}
+		n.netAcked(req, true)
+	case protocol.CmdRecvAck:
+		if n.cfg.Protocol != ProtocolB {
+			return n.protocolError("P_RECV_ACK under protocol %s", n.cfg.Protocol)
+		}
+		n.netAcked(req, true)
+	case protocol.CmdNegAck:
+		n.netAcked(req, false)
+	case protocol.CmdSuperseded, protocol.CmdRetryWrite:
+		// Two-primaries conflict resolution: the peer kept its version.
+		n.netAcked(req, true)
+	default:
+		return n.protocolError("unexpected ack %#04x", p.Cmd)
+	}
+	return nil
+}
+
+// idSyncer is the block_id of resync requests (DRBD's ID_SYNCER).
+const idSyncer = ^uint64(0)
+
+// receiveBarrierAck releases the oldest epoch (DRBD's tl_release). The
+// set size must match the writes we sent in it.
+func (n *Node) receiveBarrierAck(p *protocol.BarrierAck) error {
+	e := n.tl.oldestClosed()
+	if e == nil {
+		return n.protocolError("BarrierAck #%d received, but no epoch is waiting", p.Barrier)
+	}
+	if e.nr != p.Barrier {
+		return n.protocolError("BAD! BarrierAck #%d received, expected #%d!", p.Barrier, e.nr)
+	}
+	if uint32(len(e.writes)) != p.SetSize {
+		return n.protocolError("BAD! BarrierAck #%d received with n_writes=%d, expected n_writes=%d!", p.Barrier, p.SetSize, len(e.writes))
+	}
+	for _, req := range e.writes {
+		if req.netPending {
+			// Protocol A: the ack covers writes not otherwise acked.
+			req.netPending = false
+			req.netDone = true
+			req.netOK = true
+			n.finishRequest(req)
+		}
+	}
+	n.tl.pop()
+	for _, req := range e.writes {
+		req.inTL = false
+		n.alComplete(req)
+		if req.completed {
+			delete(n.reqs, req.ID)
+		}
+	}
+	n.tl.ackedNr = e.nr
+	n.tl.ackedAny = true
+	n.wakeFlushWaiters()
+	return nil
+}
+
+func (n *Node) wakeFlushWaiters() {
+	ws := n.tl.flushWaiters[:0]
+	for _, req := range n.tl.flushWaiters {
+		if n.tl.epochAcked(req.flushEpoch) {
+			req.flushPeer = false
+			n.finishFlush(req)
+		} else {
+			ws = append(ws, req)
+		}
+	}
+	n.tl.flushWaiters = ws
+}
+
+// tlClear handles the loss of the connection for the transfer log (DRBD's
+// tl_clear): every write the peer did not confirm with a barrier ack is
+// marked out of sync (the peer may not have it durably), and every write
+// still waiting for the peer completes now.
+func (n *Node) tlClear() {
+	for _, e := range n.tl.epochs {
+		for _, req := range e.writes {
+			n.setOutOfSync(req.Offset, req.Length)
+			req.inTL = false
+			req.epoch = nil
+			if req.netPending {
+				req.netPending = false
+				req.netDone = true
+				n.finishRequest(req)
+			}
+			n.alComplete(req)
+			if req.completed {
+				delete(n.reqs, req.ID)
+			}
+		}
+	}
+	n.tl.reset()
+	flushers := n.tl.flushWaiters
+	n.tl.flushWaiters = nil
+	for _, req := range flushers {
+		req.flushPeer = false
+		n.finishFlush(req)
+	}
+	// Remote reads in flight fail over to the local disk or fail (in ID
+	// order: the core's output must not depend on map order).
+	var reads []*request
+	for _, req := range n.reqs {
+		if req.remoteRead && req.netPending {
+			reads = append(reads, req)
+		}
+	}
+	sort.Slice(reads, func(i, j int) bool { return reads[i].ID < reads[j].ID })
+	for _, req := range reads {
+		{
+			req.netPending = false
+			req.remoteRead = false
+			if n.st.Disk == UpToDate {
+				n.readLocal(req)
+			} else {
+				n.complete(req, ErrNoData)
+			}
+		}
+	}
+	if n.peer != nil {
+		n.peer.pendingReads = 0
+	}
+}
+
+// tlOldestPendingSince returns when the oldest request still waiting for
+// the peer was sent (0 if none).
+func (n *Node) tlOldestPendingSince() int64 {
+	var oldest int64
+	for _, e := range n.tl.epochs {
+		for _, req := range e.writes {
+			if req.netPending && (oldest == 0 || req.sentAt < oldest) {
+				oldest = req.sentAt
+			}
+		}
+	}
+	return oldest
+}
+
+// ---- transfer log ----
+
+// tlEpoch is one epoch of replicated writes.
+type tlEpoch struct {
+	nr     uint32
+	writes []*request
+	closed bool
+}
+
+// transferLog is the Primary's list of epochs not yet barrier-acked.
+type transferLog struct {
+	epochs       []*tlEpoch // oldest first; the last may be open
+	open         *tlEpoch
+	nextNr       uint32
+	lastClosedNr uint32
+	ackedNr      uint32
+	ackedAny     bool
+	flushWaiters []*request
+}
+
+func (t *transferLog) init() { t.nextNr = 1 }
+
+func (t *transferLog) reset() {
+	t.epochs = nil
+	t.open = nil
+	t.ackedAny = false
+	t.lastClosedNr = 0
+	t.ackedNr = 0
+}
+
+// current returns the open epoch, starting one if needed.
+func (t *transferLog) current(n *Node) *tlEpoch {
+	if t.open == nil {
+		t.open = &tlEpoch{nr: t.nextNr}
+		t.nextNr++
+		if t.nextNr == 0 {
+			t.nextNr = 1
+		}
+		t.epochs = append(t.epochs, t.open)
+	}
+	return t.open
+}
+
+func (t *transferLog) hasUnacked() bool { return len(t.epochs) > 0 }
+
+func (t *transferLog) oldestClosed() *tlEpoch {
+	if len(t.epochs) == 0 || !t.epochs[0].closed {
+		return nil
+	}
+	return t.epochs[0]
+}
+
+func (t *transferLog) pop() { t.epochs = t.epochs[1:] }
+
+// epochAcked reports whether epoch nr (and so every epoch before it) was
+// acknowledged: it is no longer in the log.
+func (t *transferLog) epochAcked(nr uint32) bool {
+	for _, e := range t.epochs {
+		if e.nr == nr {
+			return false
+		}
+	}
+	return true
+}
+
+// closeEpoch ends the open epoch and sends its P_BARRIER. BARRIER AFTER
+// EPOCH: the barrier follows every write of its epoch on the data socket
+// and precedes every write of the next.
+func (n *Node) closeEpoch() {
+	e := n.tl.open
+	if e == nil || len(e.writes) == 0 {
+		return
+	}
+	e.closed = true
+	n.tl.open = nil
+	n.tl.lastClosedNr = e.nr
+	n.stats.ep++
+	n.send(DataStream, &protocol.Barrier{Barrier: e.nr})
+}

@@ -1,0 +1,256 @@
+package replication
+
+import (
+	"github.com/gdrbd/gdrbd/protocol"
+)
+
+// The receiving side of replication: the peer's writes, applied epoch by
+// epoch.
+//
+// EPOCHS IN ORDER: writes of epoch n+1 are not issued to the disk before
+// every write of epoch n completed and, with disk-flushes, the disk was
+// flushed; only then is P_BARRIER_ACK n sent. So after any crash the disk
+// holds a prefix of whole epochs plus part of the one being applied.
+
+// peerWrite is a write received from the peer (DRBD's peer request).
+type peerWrite struct {
+	op      Op
+	sector  uint64
+	size    int64
+	blockID uint64
+	seq     uint32
+	flags   uint32
+	data    []byte
+	issued  bool
+	done    bool
+}
+
+// rEpoch is an epoch of received writes.
+type rEpoch struct {
+	writes   []*peerWrite
+	barrier  bool   // its P_BARRIER arrived
+	nr       uint32 // the barrier number, once arrived
+	done     int    // writes completed
+	flushing bool
+	acked    bool
+}
+
+// receiver holds the epochs being applied; epochs[0] is the active one.
+type receiver struct {
+	epochs  []*rEpoch
+	backlog int // writes received and not yet completed
+}
+
+func (r *receiver) init() { r.epochs = []*rEpoch{{}} }
+
+// receiving returns the epoch new writes belong to.
+func (r *receiver) receiving() *rEpoch {
+	last := r.epochs[len(r.epochs)-1]
+	if last.barrier {
+		last = &rEpoch{}
+		r.epochs = append(r.epochs, last)
+	}
+	return last
+}
+
+// RecvBacklog is the number of peer writes received but not yet on disk.
+// The driver stops reading the data socket while it is at or above
+// Config.MaxBuffers: that bounds memory and pushes back on the Primary
+// through TCP (DRBD's max-buffers).
+func (n *Node) RecvBacklog() int {
+	if n.peer == nil {
+		return 0
+	}
+	return n.peer.recv.backlog
+}
+
+func (n *Node) checkPeerRange(sector uint64, size int64) error {
+	if size <= 0 || size%512 != 0 {
+		return n.protocolError("peer write of %d bytes", size)
+	}
+	if int64(sector)*512+size > n.Size() {
+		return n.protocolError("peer write beyond end of device: sector %d + %d bytes > %d", sector, size, n.Size())
+	}
+	return nil
+}
+
+// receivePeerWrite handles P_DATA from the Primary.
+func (n *Node) receivePeerWrite(p *protocol.Data) error {
+	if n.st.Conn < Connected && n.st.Conn != WFReportParams {
+		return n.protocolError("P_DATA in state %s", n.st.Conn)
+	}
+	if err := n.checkPeerRange(p.Sector, int64(len(p.Payload))); err != nil {
+		return err
+	}
+	n.stats.nr += uint64(len(p.Payload))
+	w := &peerWrite{op: OpWrite, sector: p.Sector, size: int64(len(p.Payload)), blockID: p.BlockID, seq: p.SeqNum, flags: p.Flags, data: p.Payload}
+	n.acceptPeerWrite(w)
+	return nil
+}
+
+// receivePeerTrim handles P_TRIM and P_ZEROES.
+func (n *Node) receivePeerTrim(p *protocol.Trim) error {
+	if err := n.checkPeerRange(p.Sector, int64(p.Size)); err != nil {
+		return err
+	}
+	op := OpTrim
+	if p.Cmd == protocol.CmdZeroes || p.Flags&protocol.DPZeroes != 0 {
+		op = OpWriteZeroes
+	}
+	w := &peerWrite{op: op, sector: p.Sector, size: int64(p.Size), blockID: p.BlockID, seq: p.SeqNum, flags: p.Flags}
+	n.acceptPeerWrite(w)
+	return nil
+}
+
+func (n *Node) acceptPeerWrite(w *peerWrite) {
+	pr := n.peer
+	e := pr.recv.receiving()
+	e.writes = append(e.writes, w)
+	pr.recv.backlog++
+	if e == pr.recv.epochs[0] {
+		n.issuePeerWrite(e, w)
+	}
+}
+
+// issuePeerWrite submits one write of the active epoch to the disk.
+//
+// Protocol B's P_RECV_ACK goes out here, not on receipt: a write held
+// back for a later epoch could still be dropped by a disconnect, so only
+// a write that is being applied is acknowledged (DRBD does not even read
+// the next epoch from the socket before the current one is done).
+func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
+	w.issued = true
+	if w.flags&protocol.DPSendReceiveAck != 0 {
+		n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdRecvAck, Sector: w.sector, BlockID: w.blockID, BlockSize: uint32(w.size), SeqNum: w.seq})
+	}
+	if n.ldev == nil || n.ldev.detaching || n.st.Disk < Inconsistent {
+		n.peerWriteDone(e, w, ErrNotAttached)
+		return
+	}
+	l := n.ldev
+	off := int64(w.sector) * 512
+	submit := func() {
+		var lk *rangeLock
+		lk = n.lockRange(off, w.size, lockWrite, func() {
+			l.inFlight++
+			n.submitDisk(DiskOp{Op: w.op, Offset: off, Length: w.size, Data: w.data, FUA: w.flags&protocol.DPFUA != 0}, func(err error, _ []byte) {
+				l.inFlight--
+				n.unlockRange(lk)
+				n.peerWriteDone(e, w, err)
+				n.maybeFinishDetach()
+			})
+		})
+	}
+	if w.flags&protocol.DPFlush != 0 {
+		// PREFLUSH: what completed before must be durable first.
+		l.inFlight++
+		n.submitDisk(DiskOp{Op: OpFlush}, func(err error, _ []byte) {
+			l.inFlight--
+			if err != nil {
+				n.diskError("flush", err)
+			}
+			submit()
+		})
+		return
+	}
+	submit()
+}
+
+func (n *Node) peerWriteDone(e *rEpoch, w *peerWrite, err error) {
+	w.done = true
+	w.data = nil
+	e.done++
+	pr := n.peer
+	if pr == nil || !pr.socketsUp {
+		// The connection went away while the write was in flight.
+		if err != nil && n.ldev != nil {
+			n.setOutOfSync(int64(w.sector)*512, w.size)
+		}
+		return
+	}
+	pr.recv.backlog--
+	if err != nil {
+		if err != ErrNotAttached {
+			n.diskError("peer write", err)
+		}
+		n.setOutOfSync(int64(w.sector)*512, w.size)
+		n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: w.sector, BlockID: w.blockID, BlockSize: uint32(w.size), SeqNum: w.seq})
+	} else {
+		if w.op == OpWrite {
+			n.stats.dw += uint64(w.size)
+		}
+		if w.flags&protocol.DPSendWriteAck != 0 {
+			n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdWriteAck, Sector: w.sector, BlockID: w.blockID, BlockSize: uint32(w.size), SeqNum: w.seq})
+		}
+	}
+	n.maybeFinishEpoch()
+}
+
+// receiveBarrier handles P_BARRIER: the epoch being received is complete.
+func (n *Node) receiveBarrier(p *protocol.Barrier) error {
+	pr := n.peer
+	e := pr.recv.epochs[len(pr.recv.epochs)-1]
+	if e.barrier {
+		// Two barriers in a row: an empty epoch.
+		e = &rEpoch{}
+		pr.recv.epochs = append(pr.recv.epochs, e)
+	}
+	e.barrier = true
+	e.nr = p.Barrier
+	n.maybeFinishEpoch()
+	return nil
+}
+
+// maybeFinishEpoch acknowledges the active epoch once all its writes are
+// done and the disk is flushed, then activates the next one.
+func (n *Node) maybeFinishEpoch() {
+	pr := n.peer
+	for len(pr.recv.epochs) > 0 {
+		e := pr.recv.epochs[0]
+		if !e.barrier || e.done < len(e.writes) || e.flushing {
+			return
+		}
+		if !e.acked && n.cfg.DiskFlushes && len(e.writes) > 0 && n.ldev != nil && !n.ldev.detaching {
+			e.flushing = true
+			l := n.ldev
+			l.inFlight++
+			n.submitDisk(DiskOp{Op: OpFlush}, func(err error, _ []byte) {
+				l.inFlight--
+				e.flushing = false
+				e.acked = true
+				if err != nil {
+					n.diskError("flush", err)
+				}
+				if n.peer == pr && pr.socketsUp {
+					n.maybeFinishEpoch()
+				}
+				n.maybeFinishDetach()
+			})
+			return
+		}
+		n.send(MetaStream, &protocol.BarrierAck{Barrier: e.nr, SetSize: uint32(len(e.writes))})
+		pr.recv.epochs = pr.recv.epochs[1:]
+		if len(pr.recv.epochs) == 0 {
+			pr.recv.epochs = []*rEpoch{{}}
+			return
+		}
+		next := pr.recv.epochs[0]
+		for _, w := range next.writes {
+			if !w.issued {
+				n.issuePeerWrite(next, w)
+			}
+		}
+	}
+}
+
+// recvClear forgets the epochs being received when the connection drops.
+// Writes already issued complete later (their completion sees the
+// connection gone); writes not issued are dropped: the Primary marked
+// them out of sync because it never got their barrier ack.
+func (n *Node) recvClear() {
+	if n.peer == nil {
+		return
+	}
+	n.peer.recv = receiver{}
+	n.peer.recv.init()
+}
