@@ -250,19 +250,25 @@ func (al *ActivityLog) Begin(first, last uint32) Begin {
 	if uint64(last-first)+1 > ALUpdatesPerTransaction {
 		panic(fmt.Sprintf("metadata: AL Begin(%d, %d): a write may span at most %d extents", first, last, ALUpdatesPerTransaction))
 	}
-	need := 0
+	// Victims may not be this write's own idle extents, which it is about
+	// to use.
+	need, ownIdle := 0, 0
 	for e := first; ; e++ {
-		if _, ok := al.byExtent[e]; !ok {
+		if s, ok := al.byExtent[e]; !ok {
 			need++
+		} else if al.slots[s].state == slotLRU {
+			ownIdle++
 		}
 		if e == last {
 			break
 		}
 	}
-	if need > 0 && (need > len(al.free)+al.lruEntries || len(al.staged)+need > ALUpdatesPerTransaction) {
+	if need > 0 && (need > len(al.free)+al.lruEntries-ownIdle || len(al.staged)+need > ALUpdatesPerTransaction) {
 		return Begin{Decision: Wait}
 	}
 	res := Begin{Decision: Go}
+	// First take references on present extents (so none of them is picked
+	// as a victim below), then stage the absent ones.
 	for e := first; ; e++ {
 		if s, ok := al.byExtent[e]; ok {
 			sl := &al.slots[s]
@@ -275,7 +281,13 @@ func (al *ActivityLog) Begin(first, last uint32) Begin {
 				res.Gen = max(res.Gen, sl.gen)
 			}
 			sl.refs++
-		} else {
+		}
+		if e == last {
+			break
+		}
+	}
+	for e := first; ; e++ {
+		if _, ok := al.byExtent[e]; !ok {
 			s := al.victim()
 			sl := &al.slots[s]
 			if sl.extent != LCFree {

@@ -170,10 +170,12 @@ func DecodeTransaction(b []byte) (Transaction, error) {
 		return t, fmt.Errorf("metadata: AL block magic %#08x: %w", m, ErrALMagic)
 	}
 	want := be.Uint32(b[8:])
-	var tmp [ALTransactionSize]byte
-	copy(tmp[:], b)
-	clear(tmp[8:12])
-	if got := alCRC(tmp[:]); got != want {
+	// The checksum covers the block with its own field zeroed.
+	var zero [4]byte
+	c := crc32.Update(0xffffffff, castagnoli, b[:8])
+	c = crc32.Update(c, castagnoli, zero[:])
+	c = crc32.Update(c, castagnoli, b[12:])
+	if got := ^c; got != want {
 		return t, fmt.Errorf("metadata: AL block crc32c %#08x, computed %#08x: %w", want, got, ErrALChecksum)
 	}
 	t.Number = be.Uint32(b[4:])

@@ -25,7 +25,7 @@ const (
 	refBMOffset = 2147381248
 )
 
-func gunzip(t *testing.T, name string) []byte {
+func gunzip(t testing.TB, name string) []byte {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", "drbd84", name+".gz"))
 	require.NoError(t, err)
@@ -213,7 +213,7 @@ func TestGoldenDump(t *testing.T) {
 			got.WriteString(metadata.UncleanMessage + "\n")
 		}
 		start := strings.Index(want, "# DRBD meta data dump")
-		header := want[start : strings.Index(want, "version")]
+		header := want[start:strings.Index(want, "version")]
 		require.NoError(t, md.Dump(&got, header))
 		require.Equal(t, want, got.String(), c.dump)
 	}

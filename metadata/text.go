@@ -116,8 +116,8 @@ func dumpBitmap(w *bufio.Writer, m *Metadata, n int64) (uint64, error) {
 		}
 	}
 	var (
-		i, r     int64
-		count    int64
+		i, r    int64
+		count   int64
 		cw, lw  uint32
 		bitsSet uint64
 	)
