@@ -64,4 +64,3 @@ func FuzzDecodeTransaction(f *testing.F) {
 		_, _ = metadata.ReplayAL(ring, 1, 8)
 	})
 }
-
