@@ -8,11 +8,16 @@ import (
 	"strings"
 )
 
-// WriteDump prints the configuration normalized the way `drbdadm-84 -d dump`
-// prints it: the file name, global {} when not all defaults, common {}, and
-// each resource with common merged in, every volume spelled out with its
-// device, minor, disk, meta-disk and merged disk options, and the
-// `# gdrbd:` directives kept where they were. With resources nil it prints
+// WriteDump prints the configuration normalized the way `drbdadm-84 dump`
+// prints it: the file name, global {} when not all defaults, common {} as
+// written, and each resource with its own options (common is not merged
+// in; WriteJSON has the merged values), every host's volumes spelled out
+// with device, minor, disk and meta-disk, and the `# gdrbd:` directives
+// kept where they were. Two things drbdadm cannot print are added so that
+// the output parses back to the same configuration: the disk options of
+// resource-level volume sections (drbdadm drops them), and a host's
+// inherited disk when that host also has a disk {} section (drbdadm prints
+// both in the host section, which its own parser then refuses). With resources nil it prints
 // everything, header included, in file order; with a selection only those
 // resource sections, as drbdadm does for named resources. Parsing the full
 // output gives the same effective configuration.
@@ -147,7 +152,7 @@ func startupList(r *rawResource) optList {
 		l = append(l, &rawOpt{name: "stacked-timeouts", noValue: true})
 	}
 	if len(r.becomePrimaryOn) > 0 {
-		l = append(l, &rawOpt{name: "become-primary-on", value: strings.Join(r.becomePrimaryOn, " "), escaped: true})
+		l = append(l, &rawOpt{name: "become-primary-on", value: escNames(r.becomePrimaryOn), escaped: true})
 	}
 	return l
 }
@@ -202,6 +207,18 @@ func (d *dumper) resource(c *Config, r *rawResource) {
 	d.printI("# defined at %s:%d\n", r.file, r.startLine)
 	d.printI("resource %s {\n", esc(r.name))
 	d.indent++
+	if len(r.volumes) > 0 && r.volumes[0].implicit && r.volumes[0].hasDisk && hostsHideDisk(r) {
+		d.printA("disk", esc(r.volumes[0].disk))
+	}
+	for _, v := range r.volumes {
+		if !v.implicit && len(v.diskOpts) > 0 {
+			d.printI("volume %d {\n", v.vnr)
+			d.indent++
+			d.options("disk", v.diskOpts, nil)
+			d.indent--
+			d.printI("}\n")
+		}
+	}
 	for _, h := range r.hosts {
 		d.host(h)
 	}
@@ -209,6 +226,31 @@ func (d *dumper) resource(c *Config, r *rawResource) {
 	d.ext(r.ext)
 	d.indent--
 	d.printf("}\n\n")
+}
+
+// escNames joins host names for a dump line. drbdadm joins them raw, so a
+// quoted name with a space would read back as two; gdrbd quotes it.
+func escNames(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = esc(n)
+	}
+	return strings.Join(q, " ")
+}
+
+// hideDisk: an implicit volume with its own disk {} whose disk device came
+// from the resource level is printed without the device (see WriteDump).
+func hideDisk(v *rawVolume) bool { return v.implicit && len(v.diskOpts) > 0 && v.diskInherited }
+
+func hostsHideDisk(r *rawResource) bool {
+	for _, h := range r.hosts {
+		for _, v := range h.volumes {
+			if hideDisk(v) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (d *dumper) address(name string, a rawAddr) {
@@ -224,7 +266,7 @@ func (d *dumper) host(h *rawHost) {
 	case h.lowerName != "":
 		d.printI("stacked-on-top-of %s {\n", esc(h.lowerName))
 		d.indent++
-		d.printI("# on %s \n", strings.Join(h.onHosts, " "))
+		d.printI("# on %s \n", escNames(h.onHosts))
 	case h.kind == hostFloating:
 		if h.address.family == "ipv6" {
 			d.printI("floating ipv6 [%s]:%s {\n", h.address.addr, h.address.port)
@@ -233,7 +275,7 @@ func (d *dumper) host(h *rawHost) {
 		}
 		d.indent++
 	default:
-		d.printI("on %s {\n", strings.Join(h.onHosts, " "))
+		d.printI("on %s {\n", escNames(h.onHosts))
 		d.indent++
 	}
 	d.options("options", h.resOpts, nil)
@@ -247,7 +289,7 @@ func (d *dumper) host(h *rawHost) {
 		d.address("alternate-link-address", h.alt)
 	}
 	if pr := h.proxy; pr != nil {
-		d.printI("proxy on %s {\n", strings.Join(pr.onHosts, " "))
+		d.printI("proxy on %s {\n", escNames(pr.onHosts))
 		d.indent++
 		d.address("inside", pr.inside)
 		d.address("outside", pr.outside)
@@ -265,12 +307,7 @@ func (d *dumper) volume(stacked bool, v *rawVolume) {
 		d.printI("volume %d {\n", v.vnr)
 		d.indent++
 	}
-	// NB: drbdadm prints a stacked volume's disk options inside the
-	// stacked section, where its own parser does not accept them; gdrbd
-	// leaves them out there (they are the resource's disk options).
-	if !stacked {
-		d.options("disk", v.diskOpts, nil)
-	}
+	d.options("disk", v.diskOpts, nil)
 	pad := -19 + 4*d.indent
 	if pad < 0 {
 		pad = -pad
@@ -281,7 +318,9 @@ func (d *dumper) volume(stacked bool, v *rawVolume) {
 	}
 	d.printf("minor %d;\n", v.minor)
 	if !stacked {
-		d.printA("disk", esc(v.disk))
+		if !hideDisk(v) {
+			d.printA("disk", esc(v.disk))
+		}
 		switch v.metaIndex {
 		case "flexible":
 			d.printI("%-16s %s;\n", "meta-disk", esc(v.metaDisk))
@@ -419,14 +458,14 @@ func (c *Config) jsonResource(res *Resource) jsonResource {
 		OnNode:    res.Local != nil,
 		Stacked:   res.Stacked,
 		Protocol:  res.Protocol.String(),
-		Net:       jsonSection(secNet, r.net),
-		Disk:      jsonSection(secDisk, r.disk),
-		Startup:   jsonSection(secStartup, r.startup),
-		Options:   jsonSection(secOptions, r.res),
+		Net:       jsonSection(secNet, r.eff.net),
+		Disk:      jsonSection(secDisk, r.eff.disk),
+		Startup:   jsonSection(secStartup, r.eff.startup),
+		Options:   jsonSection(secOptions, r.eff.res),
 		Handlers:  res.Handlers,
 		Gdrbd:     extMap(&res.Ext),
 	}
-	jr.Net["after-sb-0pri"] = jsonOpt{Value: res.Net.AfterSB0Pri.String(), Explicit: r.net.find("after-sb-0pri") != nil}
+	jr.Net["after-sb-0pri"] = jsonOpt{Value: res.Net.AfterSB0Pri.String(), Explicit: r.eff.net.find("after-sb-0pri") != nil}
 	bpo := res.Startup.BecomePrimaryOn
 	if bpo == nil {
 		bpo = []string{}
@@ -475,7 +514,7 @@ func jsonHostOf(h *Host, rh *rawHost) jsonHost {
 		jv := jsonVolume{
 			Number: v.Number, Device: v.Device, Minor: v.Minor, Disk: v.Disk,
 			MetaDisk: v.MetaDisk, MetaIndex: v.MetaIndexArg(),
-			DiskOptions: jsonSection(secDisk, rh.volumes[i].diskOpts),
+			DiskOptions: jsonSection(secDisk, rh.volumes[i].effDisk),
 		}
 		setMinor(jv.DiskOptions, v.DiskOptions.ResyncAfterMinor)
 		jh.Volumes = append(jh.Volumes, jv)

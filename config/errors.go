@@ -55,6 +55,11 @@ type Error struct {
 	// First is where the conflicting earlier use is (zero if none).
 	First Position
 	kind  error // ErrSyntax, ErrInvalid or ErrIO
+	// beyondParser marks checks drbdadm-84's parser does not make but the
+	// rest of DRBD 8.4 does (drbdsetup's option parsing, drbd_limits.h
+	// ranges, the kernel's minor and volume limits, address resolution):
+	// drbdadm dump accepts such a file, drbdadm up fails on it.
+	beyondParser bool
 }
 
 func (e *Error) Error() string {

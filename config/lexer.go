@@ -15,6 +15,7 @@ type token struct {
 	text  string
 	raw   string
 	pos   Position
+	off   int // byte offset in the file
 }
 
 // directive is a `# gdrbd: ...` comment found by the lexer (see ext.go).
@@ -157,8 +158,8 @@ func (l *lexer) scan() token {
 	if strings.IndexByte("{};[]:", rest[0]) >= 0 {
 		try(ruleOpChar, 1)
 	}
-	run := 0
-	for run < len(rest) && isStringChar(rest[run]) {
+	run := 0 // capped: only "longer than maxString" matters
+	for run < len(rest) && run <= maxString && isStringChar(rest[run]) {
 		run++
 	}
 	var kw keyword
@@ -193,7 +194,7 @@ func (l *lexer) scan() token {
 
 	raw := string(rest[:bestLen])
 	l.off += bestLen
-	tok := token{text: raw, raw: raw, pos: pos}
+	tok := token{text: raw, raw: raw, pos: pos, off: start}
 	switch bestRule {
 	case ruleOpChar:
 		tok.kind = tkChar

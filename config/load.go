@@ -112,7 +112,7 @@ func parse(name string, src []byte, opts Options) (cfg *Config, err error) {
 	l := &loader{opts: opts, cfg: raw, warned: map[Position]bool{}}
 	raw.uniq[l.canonical(name)] = Position{File: name}
 
-	func() {
+	catch := func(f func()) {
 		defer func() {
 			if r := recover(); r != nil {
 				if _, ok := r.(abort); !ok {
@@ -120,12 +120,13 @@ func parse(name string, src []byte, opts Options) (cfg *Config, err error) {
 				}
 			}
 		}()
-		l.parseFile(name, src)
-	}()
+		f()
+	}
+	catch(func() { l.parseFile(name, name, src) })
 	if len(raw.errs) > 0 {
 		return nil, raw.errs
 	}
-	l.post(raw)
+	catch(func() { l.post(raw) })
 	if len(raw.errs) > 0 {
 		return nil, raw.errs
 	}
@@ -157,10 +158,11 @@ func parse(name string, src []byte, opts Options) (cfg *Config, err error) {
 // would repeat for inherited copies are not collected again.
 func build(l *loader, raw *rawConfig, r *rawResource, commonExt []extSetting) *Resource {
 	res := &Resource{Name: r.name, Pos: r.pos, Stacked: r.stacked}
-	fill(&res.Net, secNet, r.net)
+	e := &r.eff
+	fill(&res.Net, secNet, e.net)
 	// after-sb-0pri discard-node-NAME: drbdadm turns it into discard-local
 	// on NAME and discard-remote everywhere else.
-	if o := r.net.last("after-sb-0pri"); o != nil && strings.HasPrefix(o.value, "discard-node-") {
+	if o := e.net.last("after-sb-0pri"); o != nil && strings.HasPrefix(o.value, "discard-node-") {
 		if strings.TrimPrefix(o.value, "discard-node-") == l.opts.Node {
 			res.Net.AfterSB0Pri = ASBDiscardLocal
 		} else {
@@ -168,14 +170,14 @@ func build(l *loader, raw *rawConfig, r *rawResource, commonExt []extSetting) *R
 		}
 	}
 	res.Protocol = res.Net.Protocol
-	fill(&res.Disk, secDisk, r.disk)
+	fill(&res.Disk, secDisk, e.disk)
 	res.Disk.ResyncAfterMinor = resyncAfterMinor(l, &res.Disk)
-	fill(&res.Startup, secStartup, r.startup)
-	res.Startup.BecomePrimaryOn = append([]string(nil), r.becomePrimaryOn...)
-	res.Startup.StackedTimeouts = r.stackedTimeouts
-	fill(&res.Options, secOptions, r.res)
+	fill(&res.Startup, secStartup, e.startup)
+	res.Startup.BecomePrimaryOn = append([]string(nil), e.becomePrimaryOn...)
+	res.Startup.StackedTimeouts = e.stackedTimeouts
+	fill(&res.Options, secOptions, e.res)
 	res.Handlers = map[string]string{}
-	for _, o := range r.handlers {
+	for _, o := range e.handlers {
 		if _, dup := res.Handlers[o.name]; !dup {
 			res.Handlers[o.name] = o.value
 		}
@@ -228,6 +230,9 @@ func buildHost(l *loader, h *rawHost) *Host {
 		StackedOn:  h.lowerName,
 		Pos:        h.pos,
 	}
+	if pr := h.proxy; pr != nil {
+		host.Proxy = &Proxy{Names: pr.onHosts, Inside: buildAddress(pr.inside), Outside: buildAddress(pr.outside)}
+	}
 	for _, v := range h.volumes {
 		vol := &Volume{
 			Number:    v.vnr,
@@ -238,6 +243,9 @@ func buildHost(l *loader, h *rawHost) *Host {
 			MetaIndex: -1,
 			Pos:       v.pos,
 		}
+		if vol.Device == "" {
+			vol.Device = fmt.Sprintf("/dev/drbd%d", uint32(v.minor))
+		}
 		switch v.metaIndex {
 		case "internal":
 		case "flexible":
@@ -246,7 +254,7 @@ func buildHost(l *loader, h *rawHost) *Host {
 			n, _ := parseNumber(v.metaIndex, '1')
 			vol.MetaIndex = int(n)
 		}
-		fill(&vol.DiskOptions, secDisk, v.diskOpts)
+		fill(&vol.DiskOptions, secDisk, v.effDisk)
 		vol.DiskOptions.ResyncAfterMinor = resyncAfterMinor(l, &vol.DiskOptions)
 		host.Volumes = append(host.Volumes, vol)
 	}

@@ -73,8 +73,11 @@ type rawVolume struct {
 	metaDisk  string
 	metaIndex string // "internal", "flexible" or a number
 	hasMeta   bool
-	diskOpts  optList
-	pos       Position
+	diskOpts  optList // as written
+	effDisk   optList // merged with the resource's and common's (expandCommon)
+	// diskInherited: the disk came from a resource-level statement.
+	diskInherited bool
+	pos           Position
 }
 
 type rawAddr struct {
@@ -87,12 +90,14 @@ type rawAddr struct {
 func (a *rawAddr) isSet() bool { return a != nil && a.addr != "" }
 
 type rawProxy struct {
-	onHosts []string
-	inside  rawAddr
-	outside rawAddr
-	options optList
-	plugins optList
-	pos     Position
+	onHosts    []string
+	inside     rawAddr
+	outside    rawAddr
+	options    optList
+	plugins    optList
+	effOptions optList
+	effPlugins optList
+	pos        Position
 }
 
 type hostKind int
@@ -151,6 +156,16 @@ type rawResource struct {
 	stacked         bool
 	stackedOnOne    bool
 	ext             []extSetting
+	// eff is the resource with common merged in (expandCommon); the lists
+	// above stay as written, for the dump.
+	eff effLists
+}
+
+type effLists struct {
+	net, disk, res, startup, handlers, proxyOpts, proxyPlugins optList
+	stackedTimeouts                                             bool
+	becomePrimaryOn                                             []string
+	bpoPos                                                      Position
 }
 
 // insertSorted inserts v after every volume with a number <= v.vnr

@@ -265,7 +265,7 @@ func parseNumber(s string, scale byte) (uint64, numErr) {
 	return v << shift, numOK
 }
 
-// scaleName describes a scale for messages.
+// scaleName describes an option's unit for messages.
 func scaleName(scale byte, unit unitKind) string {
 	switch unit {
 	case unitTenths:
@@ -278,6 +278,8 @@ func scaleName(scale byte, unit unitKind) string {
 		return " sectors"
 	case unitBytes:
 		return " bytes"
+	case unitCount:
+		return ""
 	}
 	switch scale {
 	case 'k':
@@ -286,6 +288,28 @@ func scaleName(scale byte, unit unitKind) string {
 		return " sectors"
 	}
 	return ""
+}
+
+func notANumber(name, written string) string {
+	hint := "digits with an optional K, M, G or s suffix"
+	if strings.HasSuffix(written, "T") || strings.HasSuffix(written, "t") {
+		hint += "; there is no T"
+	}
+	return fmt.Sprintf("%s: '%s' is not a number (%s)", name, written, hint)
+}
+
+// outOfRange says a value is outside its range, with the value converted
+// to the option's unit when a suffix was written (resync-rate 5G is
+// 5242880 KiB/s).
+func outOfRange(name, written string, n uint64, overflow bool, min, max int64, scale byte, unit unitKind) string {
+	u := scaleName(scale, unit)
+	if overflow {
+		return fmt.Sprintf("%s %s is out of range [%d..%d]%s", name, written, min, max, u)
+	}
+	if onlyDigits(written) {
+		return fmt.Sprintf("%s %s is out of range [%d..%d]%s", name, written, min, max, u)
+	}
+	return fmt.Sprintf("%s %s is %d%s, out of range [%d..%d]", name, written, n, u, min, max)
 }
 
 // value is an option's effective value in drbdsetup's unit: a number, an
@@ -305,9 +329,9 @@ func checkValue(d *optDef, o *rawOpt) (value, *Error) {
 		n, e := parseNumber(o.value, d.scale)
 		switch e {
 		case numInvalid:
-			return value{}, errorf(ErrInvalid, o.valPos, "%s: '%s' is not a number (digits with an optional K, M, G or s suffix)", d.name, o.value)
+			return value{}, errorf(ErrInvalid, o.valPos, "%s", notANumber(d.name, o.value))
 		case numOverflow:
-			return value{}, errorf(ErrInvalid, o.valPos, "%s %s is out of range [%d..%d]%s", d.name, o.value, d.min, d.max, scaleName(d.scale, d.unit))
+			return value{}, errorf(ErrInvalid, o.valPos, "%s", outOfRange(d.name, o.value, n, true, d.min, d.max, d.scale, d.unit))
 		}
 		if n > uint64(d.max) || int64(n) < d.min {
 			if d.clamp {
@@ -316,10 +340,15 @@ func checkValue(d *optDef, o *rawOpt) (value, *Error) {
 				}
 				return value{num: d.min}, nil
 			}
-			return value{}, errorf(ErrInvalid, o.valPos, "%s %s is out of range [%d..%d]%s", d.name, o.value, d.min, d.max, scaleName(d.scale, d.unit))
+			return value{}, errorf(ErrInvalid, o.valPos, "%s", outOfRange(d.name, o.value, n, false, d.min, d.max, d.scale, d.unit))
 		}
 		return value{num: int64(n)}, nil
 	case kindEnum:
+		if d.name == "after-sb-0pri" && strings.HasPrefix(o.value, "discard-node-") {
+			// discard-node-NAME: discard-local on NAME, discard-remote
+			// elsewhere; Load resolves it for its node.
+			return value{num: int64(ASBDiscardRemote - 1)}, nil
+		}
 		for i, v := range d.values {
 			if v != "" && (v == o.value || d.nocase && strings.EqualFold(v, o.value)) {
 				return value{num: int64(i)}, nil

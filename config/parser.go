@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // rawConfig is everything the parse phase produces, before host selection
@@ -41,6 +43,7 @@ type parser struct {
 	lx      *lexer
 	tok     token
 	prevEnd Position // just after the previous token, for "missing ;" errors
+	prevRaw string
 	canon   string   // canonical path of this file (drbdadm's config_save)
 	upr     map[string]Position
 	// where `# gdrbd:` directives go at this point of the parse
@@ -51,8 +54,10 @@ type parser struct {
 
 const maxIncludeDepth = 10
 
-func (l *loader) parseFile(name string, src []byte) {
-	p := &parser{l: l, lx: newLexer(name, src), canon: l.canonify(name), extTo: &l.cfg.ext, extScope: scopeGlobal}
+// parseFile parses one file; name is how messages call it, path where it
+// is (for relative includes).
+func (l *loader) parseFile(name, path string, src []byte) {
+	p := &parser{l: l, lx: newLexer(name, src), canon: l.canonify(path), extTo: &l.cfg.ext, extScope: scopeGlobal}
 	p.parseTop()
 }
 
@@ -76,6 +81,7 @@ func (p *parser) next() token {
 	if p.tok.kind != 0 {
 		p.prevEnd = p.tok.pos
 		p.prevEnd.Col += len(p.tok.raw)
+		p.prevRaw = p.tok.raw
 	}
 	p.tok = p.lx.next()
 	for _, d := range p.lx.takeDirectives() {
@@ -89,11 +95,14 @@ func (p *parser) directive(d directive) {
 	case scopeSkip:
 		return
 	case scopeNone:
-		p.fail(errorf(ErrInvalid, d.pos, "gdrbd directives are not allowed inside %s; put them at file level, in common, in a resource or in a host section", p.extWhere))
+		e := errorf(ErrInvalid, d.pos, "gdrbd directives are not allowed inside %s; put them at file level, in common, in a resource or in a host section", p.extWhere)
+		e.beyondParser = true
+		p.fail(e)
 		return
 	}
 	s, err := parseDirective(d)
 	if err != nil {
+		err.beyondParser = true // drbdadm reads a comment
 		p.fail(err)
 		return
 	}
@@ -113,6 +122,17 @@ func (p *parser) got() string {
 	switch p.tok.kind {
 	case tkEOF:
 		return "end of file"
+	case tkElse:
+		if c := p.tok.raw[0]; c >= 0x80 || c < ' ' || c == 0x7f {
+			r, _ := utf8.DecodeRune(p.lx.src[p.tok.off:])
+			if r == utf8.RuneError {
+				return fmt.Sprintf("the byte 0x%02x", c)
+			}
+			if unicode.IsSpace(r) {
+				return fmt.Sprintf("%U, which is not white space in drbd.conf (only space, tab, CR and LF are; copied from a web page?)", r)
+			}
+			return fmt.Sprintf("%U %q", r, r)
+		}
 	}
 	raw := p.tok.raw
 	if len(raw) > 40 {
@@ -161,7 +181,7 @@ func (p *parser) expectChar(c byte) {
 	}
 	if c == ';' {
 		p.stringError()
-		p.fatal(errorf(ErrSyntax, p.prevEnd, "expected ';' here, got %s", p.got()))
+		p.fatal(errorf(ErrSyntax, p.prevEnd, "missing ';' after '%s' (got %s)", p.prevRaw, p.got()))
 	}
 	p.unexpected("'"+string(c)+"'", nil)
 }
@@ -176,23 +196,23 @@ func (p *parser) expectKind(k tokKind, what string) token {
 	return p.tok
 }
 
-func (p *parser) checkUniq(table map[string]Position, key string, pos Position, format string, args ...any) bool {
+// checkUniq records key in a uniqueness table. A conflict is fatal, as in
+// drbdadm-84 (EXIT_ON_CONFLICT).
+func (p *parser) checkUniq(table map[string]Position, key string, pos Position, format string, args ...any) {
 	if first, dup := table[key]; dup {
 		e := errorf(ErrInvalid, pos, format, args...)
 		e.First = first
-		p.fail(e)
-		return false
+		p.fatal(e)
 	}
 	table[key] = pos
-	return true
 }
 
-func (p *parser) uniq(key string, pos Position, format string, args ...any) bool {
-	return p.checkUniq(p.l.cfg.uniq, key, pos, format, args...)
+func (p *parser) uniq(key string, pos Position, format string, args ...any) {
+	p.checkUniq(p.l.cfg.uniq, key, pos, format, args...)
 }
 
-func (p *parser) uniqRes(key string, pos Position, format string, args ...any) bool {
-	return p.checkUniq(p.upr, key, pos, format, args...)
+func (p *parser) uniqRes(key string, pos Position, format string, args ...any) {
+	p.checkUniq(p.upr, key, pos, format, args...)
 }
 
 // topKeywords are the statements allowed at file level.
@@ -311,12 +331,18 @@ func atoi(s string) int {
 
 // rangeCheck is drbdadm's m_strtoll_range, run while parsing.
 func (p *parser) rangeCheck(name string, t token, min, max int64, scale byte) {
+	unit := unitKind(0)
+	for _, d := range optDefs {
+		if d.name == name && d.kind == kindNumeric {
+			unit = d.unit
+		}
+	}
 	n, e := parseNumber(t.text, scale)
 	switch {
 	case e == numInvalid:
-		p.fail(errorf(ErrInvalid, t.pos, "%s: '%s' is not a number (digits with an optional K, M, G or s suffix)", name, t.text))
+		p.fail(errorf(ErrInvalid, t.pos, "%s", notANumber(name, t.text)))
 	case e == numOverflow || n > uint64(max) || int64(n) < min:
-		p.fail(errorf(ErrInvalid, t.pos, "%s %s is out of range [%d..%d]%s", name, t.text, min, max, scaleName(scale, 0)))
+		p.fail(errorf(ErrInvalid, t.pos, "%s", outOfRange(name, t.text, n, e == numOverflow, min, max, scale, unit)))
 	}
 }
 
@@ -425,7 +451,7 @@ func (p *parser) include(pat token) {
 			}
 		}
 		l.depth++
-		l.parseFile(shown, src)
+		l.parseFile(shown, m, src)
 		l.depth--
 	}
 }
@@ -725,7 +751,7 @@ func (p *parser) parseDevice(onHosts []string, v *rawVolume) {
 		case p.isChar(';'):
 			m := minorOfDevice(dev)
 			if m < 0 {
-				p.fail(errorf(ErrInvalid, devTok.pos, "no minor given and the device name '%s' contains no minor number (write 'device %s minor N;')", dev, devTok.text))
+				p.fail(errorf(ErrInvalid, devTok.pos, "no minor given and the device name '%s' contains no minor number (write 'device /dev/drbdN;' or 'device minor N;')", dev))
 			}
 			v.minor = m
 		case p.tok.kind == tkMinor:
@@ -956,7 +982,7 @@ func (p *parser) inheritVolumes(from []*rawVolume, h *rawHost) {
 			h.volumes = insertSorted(h.volumes, t)
 		}
 		if !t.hasDisk && s.hasDisk {
-			t.disk, t.hasDisk = s.disk, true
+			t.disk, t.hasDisk, t.diskInherited = s.disk, true, true
 			for _, n := range h.onHosts {
 				p.uniq("disk:"+n+":"+t.disk, s.pos, "disk %s used twice on host %s", t.disk, n)
 			}
@@ -1175,7 +1201,11 @@ func (p *parser) parsePlugins() optList {
 			}
 			break
 		}
-		list = append(list, &rawOpt{name: strings.Join(words, " "), noValue: true, pos: linePos})
+		name := strings.Join(words, " ")
+		if len(words) == 0 {
+			name = "UNKNOWN" // what drbdadm's names_to_str makes of an empty line
+		}
+		list = append(list, &rawOpt{name: name, noValue: true, pos: linePos})
 	}
 }
 
@@ -1241,8 +1271,13 @@ func (p *parser) parseOptions(sec section) optList {
 				name = n
 			}
 			v := p.readValue(name)
-			p.checkRange(t.rc, name, v)
-			list = append(list, &rawOpt{name: name, value: v.text, pos: t.pos, valPos: v.pos})
+			val := v.text
+			if t.rc == rcProtocol {
+				val = p.protocolValue(v)
+			} else {
+				p.checkRange(t.rc, name, v)
+			}
+			list = append(list, &rawOpt{name: name, value: val, pos: t.pos, valPos: v.pos})
 		case t.kind == tkDeprecatedOption:
 			p.readValue(t.text) // accepted and ignored, as in drbdadm-84
 		case p.isChar('}'):
@@ -1394,7 +1429,7 @@ func (p *parser) parseSyncer(res *rawResource) {
 		}
 		if !p.isChar(';') {
 			p.stringError()
-			p.fatal(errorf(ErrSyntax, p.prevEnd, "expected ';' here, got %s", p.got()))
+			p.fatal(errorf(ErrSyntax, p.prevEnd, "missing ';' after '%s' (got %s)", p.prevRaw, p.got()))
 		}
 	}
 }

@@ -196,55 +196,50 @@ func (p *parser) checkVolumeSetsStacked(r *rawResource, h, lowerMe *rawHost) {
 	}
 }
 
-// expandCommon is drbdadm's expand_common.
+// expandCommon is drbdadm's expand_common, computing the effective lists
+// (rawResource.eff, rawVolume.effDisk) and leaving the written ones alone.
 func (p *parser) expandCommon(cfg *rawConfig) {
+	own := func(l optList) optList { return append(optList(nil), l...) }
 	for _, r := range cfg.resources {
-		for _, h := range r.hosts {
-			for _, v := range h.volumes {
-				if v.device == "" {
-					v.device = fmt.Sprintf("/dev/drbd%d", uint32(v.minor))
-				}
-			}
+		r.eff = effLists{
+			net: own(r.net), disk: own(r.disk), res: own(r.res), startup: own(r.startup),
+			handlers: own(r.handlers), proxyOpts: own(r.proxyOpts), proxyPlugins: own(r.proxyPlugins),
+			stackedTimeouts: r.stackedTimeouts, becomePrimaryOn: r.becomePrimaryOn, bpoPos: r.bpoPos,
 		}
-	}
-	if c := cfg.common; c != nil {
-		for _, r := range cfg.resources {
-			r.net = r.net.expandFrom(c.net)
-			r.disk = r.disk.expandFrom(c.disk)
-			r.startup = r.startup.expandFrom(c.startup)
-			r.proxyOpts = r.proxyOpts.expandFrom(c.proxyOpts)
-			r.handlers = r.handlers.expandFrom(c.handlers)
-			r.res = r.res.expandFrom(c.res)
+		e := &r.eff
+		if c := cfg.common; c != nil {
+			e.net = e.net.expandFrom(c.net)
+			e.disk = e.disk.expandFrom(c.disk)
+			e.startup = e.startup.expandFrom(c.startup)
+			e.proxyOpts = e.proxyOpts.expandFrom(c.proxyOpts)
+			e.handlers = e.handlers.expandFrom(c.handlers)
+			e.res = e.res.expandFrom(c.res)
 			if c.stackedTimeouts {
-				r.stackedTimeouts = true
+				e.stackedTimeouts = true
 			}
-			if r.becomePrimaryOn == nil {
-				r.becomePrimaryOn, r.bpoPos = c.becomePrimaryOn, c.bpoPos
+			if e.becomePrimaryOn == nil {
+				e.becomePrimaryOn, e.bpoPos = c.becomePrimaryOn, c.bpoPos
 			}
-			if len(c.proxyPlugins) > 0 && len(r.proxyPlugins) == 0 {
-				r.proxyPlugins = r.proxyPlugins.expandFrom(c.proxyPlugins)
+			if len(c.proxyPlugins) > 0 && len(e.proxyPlugins) == 0 {
+				e.proxyPlugins = e.proxyPlugins.expandFrom(c.proxyPlugins)
 			}
 		}
-	}
-	for _, r := range cfg.resources {
 		for _, h := range r.hosts {
 			for _, v := range h.volumes {
-				v.diskOpts = v.diskOpts.expandFrom(r.disk)
+				v.effDisk = own(v.diskOpts).expandFrom(e.disk)
 			}
-			if h.proxy != nil {
-				h.proxy.options = h.proxy.options.expandFrom(r.proxyOpts)
-				h.proxy.plugins = h.proxy.plugins.expandFrom(r.proxyPlugins)
+			if pr := h.proxy; pr != nil {
+				pr.effOptions = own(pr.options).expandFrom(e.proxyOpts)
+				pr.effPlugins = own(pr.plugins).expandFrom(e.proxyPlugins)
 			}
 		}
-	}
-	// NB: resource-level `volume N { disk {...} }` options come last, so
-	// they lose against the resource's (and common's) disk {} options.
-	// That is how drbdadm-84 merges, and gdrbd keeps it.
-	for _, r := range cfg.resources {
+		// NB: resource-level `volume N { disk {...} }` options come last,
+		// so they lose against the resource's (and common's) disk {}
+		// options. That is how drbdadm-84 merges, and gdrbd keeps it.
 		for _, rv := range r.volumes {
 			for _, h := range r.hosts {
 				if hv := h.volume(rv.vnr); hv != nil {
-					hv.diskOpts = hv.diskOpts.expandFrom(rv.diskOpts)
+					hv.effDisk = hv.effDisk.expandFrom(rv.diskOpts)
 				}
 			}
 		}
@@ -257,39 +252,44 @@ func (p *parser) validateResource(cfg *rawConfig, r *rawResource) {
 	// resync-after must name a resource configured on this host. drbdadm
 	// drops unknown ones with a message when run from a script (no tty),
 	// which is how cluster managers run it; gdrbd does the same and warns.
-	var kept optList
-	for _, o := range r.disk {
+	drop := func(l optList, o *rawOpt) optList {
+		var kept optList
+		for _, x := range l {
+			if x != o {
+				kept = append(kept, x)
+			}
+		}
+		return kept
+	}
+	for _, o := range r.eff.disk {
 		if o.name == "resync-after" {
 			if _, _, err := p.resolveResyncAfter(o.value); err != nil && err != errAmbiguous {
 				p.warnUnknownResyncAfter(r, o)
-				continue
+				r.eff.disk = drop(r.eff.disk, o)
+				r.disk = drop(r.disk, o)
 			}
 		}
-		kept = append(kept, o)
 	}
-	r.disk = kept
 	for _, h := range r.hosts {
 		for _, v := range h.volumes {
-			var keep optList
-			for _, o := range v.diskOpts {
-				if o.name == "resync-after" {
-					_, _, err := p.resolveResyncAfter(o.value)
-					if err == errAmbiguous {
-						p.fail(errorf(ErrInvalid, o.valPos, "in resource %s: resync-after '%s' is ambiguous, that resource has several volumes (write %s/VOLUME)", r.name, o.value, o.value))
-					} else if err != nil {
-						p.warnUnknownResyncAfter(r, o)
-						continue
-					}
+			for _, o := range v.effDisk {
+				if o.name != "resync-after" {
+					continue
 				}
-				keep = append(keep, o)
+				_, _, err := p.resolveResyncAfter(o.value)
+				if err == errAmbiguous {
+					p.failBeyond(errorf(ErrInvalid, o.valPos, "in resource %s: resync-after '%s' is ambiguous, that resource has several volumes (write %s/VOLUME)", r.name, o.value, o.value))
+				} else if err != nil {
+					p.warnUnknownResyncAfter(r, o)
+					v.effDisk = drop(v.effDisk, o)
+				}
 			}
-			v.diskOpts = keep
 		}
 	}
 	if r.ignore {
 		return
 	}
-	if o := r.net.find("after-sb-0pri"); o != nil && strings.HasPrefix(o.value, "discard-node-") {
+	if o := r.eff.net.find("after-sb-0pri"); o != nil && strings.HasPrefix(o.value, "discard-node-") {
 		n := strings.TrimPrefix(o.value, "discard-node-")
 		known := false
 		for _, h := range r.hosts {
@@ -299,16 +299,16 @@ func (p *parser) validateResource(cfg *rawConfig, r *rawResource) {
 			p.warn(o.valPos, "in resource %s: '%s' names no host of this resource; it means discard-remote here", r.name, o.value)
 		}
 	}
-	if containsName(r.becomePrimaryOn, "both") && r.net.find("allow-two-primaries") == nil {
-		p.fail(errorf(ErrInvalid, r.bpoPos, "in resource %s: become-primary-on is set to both, but allow-two-primaries is not set", r.name))
+	if containsName(r.eff.becomePrimaryOn, "both") && r.eff.net.find("allow-two-primaries") == nil {
+		p.fail(errorf(ErrInvalid, r.eff.bpoPos, "in resource %s: become-primary-on is set to both, but allow-two-primaries is not set", r.name))
 	}
 	p.setPeer(r)
 	if r.peer != nil && (r.me.proxy == nil) != (r.peer.proxy == nil) {
 		p.fail(errorf(ErrInvalid, r.pos, "in resource %s: either both host sections must contain a proxy subsection, or none", r.name))
 	}
-	for _, n := range r.becomePrimaryOn {
+	for _, n := range r.eff.becomePrimaryOn {
 		if r.peer != nil && !containsName(r.me.onHosts, n) && !containsName(r.peer.onHosts, n) && n != "both" {
-			p.fail(errorf(ErrInvalid, r.bpoPos, "in resource %s: become-primary-on contains '%s', which is not named in the host sections", r.name, n))
+			p.fail(errorf(ErrInvalid, r.eff.bpoPos, "in resource %s: become-primary-on contains '%s', which is not named in the host sections", r.name, n))
 		}
 	}
 }
@@ -369,6 +369,13 @@ func (p *parser) setPeer(r *rawResource) {
 	}
 }
 
+// failBeyond records an error that drbdadm-84's parser would not report
+// but DRBD 8.4 as a whole rejects (see Error.beyondParser).
+func (p *parser) failBeyond(e *Error) {
+	e.beyondParser = true
+	p.fail(e)
+}
+
 // checkWrittenValues applies the limits DRBD 8.4 has beyond drbdadm's
 // parser, once per written value: enum spellings and number syntax
 // (drbdsetup), ranges (drbd_limits.h), options drbdsetup-84 does not know,
@@ -378,11 +385,11 @@ func (p *parser) checkWrittenValues(cfg *rawConfig) {
 		for _, o := range list {
 			d := lookupOpt(sec, o.name)
 			if d == nil {
-				p.fail(errorf(ErrInvalid, o.pos, "'%s' is not a DRBD 8.4 %s option (drbdsetup-84 rejects it)", o.name, sec))
+				p.failBeyond(errorf(ErrInvalid, o.pos, "'%s' is not a DRBD 8.4 %s option (drbdsetup-84 rejects it)", o.name, sec))
 				continue
 			}
 			if _, err := checkValue(d, o); err != nil {
-				p.fail(err)
+				p.failBeyond(err)
 			}
 		}
 	}
@@ -407,7 +414,7 @@ func (p *parser) checkWrittenValues(cfg *rawConfig) {
 				if first, dup := seen[v.vnr]; dup {
 					e := errorf(ErrInvalid, v.pos, "in resource %s, %s: volume %d defined twice (the kernel refuses a second volume %d)", r.name, h.describe(), v.vnr, v.vnr)
 					e.First = first.pos
-					p.fail(e)
+					p.failBeyond(e)
 				}
 				seen[v.vnr] = v
 			}
@@ -427,14 +434,14 @@ const (
 
 func (p *parser) checkVolume(r *rawResource, h *rawHost, v *rawVolume) {
 	if v.vnr > maxVolume {
-		p.fail(errorf(ErrInvalid, v.pos, "in resource %s: volume number %d is out of range [0..%d]", r.name, v.vnr, maxVolume))
+		p.failBeyond(errorf(ErrInvalid, v.pos, "in resource %s: volume number %d is out of range [0..%d]", r.name, v.vnr, maxVolume))
 	}
 	if v.minor > maxMinor || v.minor < -1 {
-		p.fail(errorf(ErrInvalid, v.pos, "in resource %s, %s: minor %d is out of range [0..%d]", r.name, h.describe(), v.minor, maxMinor))
+		p.failBeyond(errorf(ErrInvalid, v.pos, "in resource %s, %s: minor %d is out of range [0..%d]", r.name, h.describe(), v.minor, maxMinor))
 	}
 	if v.hasMeta && v.metaIndex != "internal" && v.metaIndex != "flexible" {
 		if _, e := parseNumber(v.metaIndex, '1'); e != numOK {
-			p.fail(errorf(ErrInvalid, v.pos, "in resource %s, %s: bad meta-disk index '%s'", r.name, h.describe(), v.metaIndex))
+			p.failBeyond(errorf(ErrInvalid, v.pos, "in resource %s, %s: bad meta-disk index '%s'", r.name, h.describe(), v.metaIndex))
 		}
 	}
 }
@@ -461,8 +468,8 @@ func (p *parser) checkAddress(a rawAddr) {
 	ip := parseIP(a.addr)
 	switch {
 	case a.family == "ipv6" && (ip == nil || !ip.Is6()):
-		p.fail(errorf(ErrInvalid, a.pos, "'%s' is not a valid IPv6 address", a.addr))
+		p.failBeyond(errorf(ErrInvalid, a.pos, "'%s' is not a valid IPv6 address", a.addr))
 	case a.family != "ipv6" && (ip == nil || !ip.Is4()):
-		p.fail(errorf(ErrInvalid, a.pos, "'%s' is not a valid IPv4 address (four decimal numbers 0-255, no leading zeros)", a.addr))
+		p.failBeyond(errorf(ErrInvalid, a.pos, "'%s' is not a valid IPv4 address (four decimal numbers 0-255, no leading zeros)", a.addr))
 	}
 }

@@ -114,7 +114,20 @@ type Host struct {
 	Floating   bool
 	// StackedOn is the lower resource of a stacked-on-top-of section.
 	StackedOn string
-	Pos       Position
+	// Proxy is the host's DRBD Proxy (nil without one). With a proxy,
+	// 8.4 connects to the proxy's inside address instead of the peer.
+	Proxy *Proxy
+	Pos   Position
+}
+
+// Proxy is a `proxy on NAME { inside ...; outside ...; }` section. gdrbd
+// does not run DRBD Proxy; the section is kept so such files load.
+//
+// A value filled by Load; safe for concurrent reads.
+type Proxy struct {
+	Names   []string
+	Inside  Address
+	Outside Address
 }
 
 // Address is a replication endpoint.
