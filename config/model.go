@@ -163,9 +163,9 @@ type rawResource struct {
 
 type effLists struct {
 	net, disk, res, startup, handlers, proxyOpts, proxyPlugins optList
-	stackedTimeouts                                             bool
-	becomePrimaryOn                                             []string
-	bpoPos                                                      Position
+	stackedTimeouts                                            bool
+	becomePrimaryOn                                            []string
+	bpoPos                                                     Position
 }
 
 // insertSorted inserts v after every volume with a number <= v.vnr

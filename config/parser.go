@@ -44,7 +44,7 @@ type parser struct {
 	tok     token
 	prevEnd Position // just after the previous token, for "missing ;" errors
 	prevRaw string
-	canon   string   // canonical path of this file (drbdadm's config_save)
+	canon   string // canonical path of this file (drbdadm's config_save)
 	upr     map[string]Position
 	// where `# gdrbd:` directives go at this point of the parse
 	extTo    *[]extSetting
