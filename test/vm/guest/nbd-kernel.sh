@@ -66,9 +66,12 @@ S=$(stats $A /tmp/serveA.log); echo "   $S"
 [ "$(field "$S" inuse)" = false ] || fail "unmounted device still reported in use"
 [ "$(field "$S" kernel-connected)" = true ] || fail "netlink STATUS does not say connected"
 sleep 30 < "$DEV" & HOLD=$!
-sleep 0.3
-S=$(stats $A /tmp/serveA.log)
-echo "$S" | grep -q "open by pid $HOLD" || fail "plain opener $HOLD not seen: $S"
+i=0
+until echo "$(stats $A /tmp/serveA.log)" | grep -q "open by pid $HOLD"; do
+  i=$((i + 1)); [ $i -gt 30 ] && fail "plain opener $HOLD not seen"
+  sleep 0.2
+done
+echo "   plain opener $HOLD seen"
 kill $HOLD; wait $HOLD 2>/dev/null || true
 step "A: detach"
 stop $A
@@ -76,7 +79,11 @@ S=$(grep stats /tmp/serveA.log | tail -1); echo "   final $S"
 [ "$(field "$S" flushes)" -gt 0 ] || fail "the kernel sent no FLUSH (SERVER_FLAGS lost?)"
 [ "$(field "$S" writes)" -gt 0 ] || fail "no writes"
 [ "$(field "$S" errors)" = 0 ] || fail "error replies"
-[ "$(cat /sys/block/${DEV#/dev/}/size)" = 0 ] || fail "$DEV still has a size after detach"
+i=0
+until [ "$(cat /sys/block/${DEV#/dev/}/size)" = 0 ]; do
+  i=$((i + 1)); [ $i -gt 50 ] && fail "$DEV still has a size after detach"
+  sleep 0.1
+done
 
 step "B: ioctl fallback attach"
 gdrbd nbd-serve --file /tmp/disk.img --kernel auto --ioctl >/tmp/serveB.log 2>&1 &
