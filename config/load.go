@@ -130,7 +130,7 @@ func parse(name string, src []byte, opts Options) (cfg *Config, err error) {
 	if len(raw.errs) > 0 {
 		return nil, raw.errs
 	}
-	cfg = &Config{File: l.canonify(name), Node: opts.Node, Warnings: raw.warnings, raw: raw, common: raw.common}
+	cfg = &Config{File: l.canonify(name), Node: opts.Node, Warnings: raw.warnings, raw: raw}
 	g := &raw.global
 	cfg.Global = Global{
 		UsageCount:            g.usageCount,

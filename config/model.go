@@ -54,15 +54,6 @@ func (l optList) expandFrom(from optList) optList {
 	return l
 }
 
-func (l optList) clone() optList {
-	c := make(optList, len(l))
-	for i, o := range l {
-		oo := *o
-		c[i] = &oo
-	}
-	return c
-}
-
 type rawVolume struct {
 	vnr       int
 	implicit  bool
@@ -121,7 +112,6 @@ type rawHost struct {
 	lower     *rawResource
 	resOpts   optList
 	pos       Position
-	line      int
 	ext       []extSetting
 }
 

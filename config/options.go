@@ -133,13 +133,6 @@ var optDefs = []*optDef{
 	{name: "wait-after-sb", sec: secStartup, kind: kindBool, def: 0, field: "WaitAfterSB"},
 }
 
-// handlerNames are the 8.4 handlers (outdate-peer is renamed fence-peer).
-var handlerNames = []string{
-	"pri-on-incon-degr", "pri-lost-after-sb", "pri-lost", "initial-split-brain", "split-brain",
-	"fence-peer", "unfence-peer", "local-io-error", "before-resync-target", "after-resync-target",
-	"before-resync-source", "out-of-sync",
-}
-
 var optByKey = func() map[string]*optDef {
 	m := map[string]*optDef{}
 	for _, d := range optDefs {

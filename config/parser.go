@@ -856,7 +856,7 @@ func (p *parser) addressUniq(a rawAddr, onHosts []string) {
 var hostKeywords = []string{"address", "device", "disk", "meta-disk", "flexible-meta-disk", "volume", "alternate-link-address", "proxy", "options"}
 
 func (p *parser) parseHostSection(res *rawResource, kind hostKind, names []string, pos Position, requireAll bool) {
-	h := &rawHost{kind: kind, onHosts: names, pos: pos, line: p.tok.pos.Line}
+	h := &rawHost{kind: kind, onHosts: names, pos: pos}
 	inBraces := true
 	if kind == hostFloating {
 		h.address = p.parseAddress()
@@ -1057,7 +1057,6 @@ func (p *parser) parseStacked(res *rawResource, pos Position) {
 	lower := p.expectKind(tkString, "the name of the lower resource")
 	p.uniq("stacked:"+lower.text, lower.pos, "resource %s has two resources stacked on it", lower.text)
 	h.lowerName = lower.text
-	h.line = p.tok.pos.Line
 	p.expectChar('{')
 	restore := p.scope(&h.ext, scopeHost, "stacked-on-top-of "+lower.text)
 	defer restore()

@@ -42,8 +42,7 @@ type Config struct {
 	// names an unknown resource and is therefore dropped).
 	Warnings []string
 
-	common *rawResource
-	raw    *rawConfig
+	raw *rawConfig
 }
 
 // Global is the global {} section.
