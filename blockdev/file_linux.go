@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -296,10 +297,18 @@ func (d *File) Flush() error {
 }
 
 // Close implements Device.
+//
+// NB: the close happens under syscall.ForkLock. A child forked by another
+// goroutine holds a duplicate of every descriptor until it execs (then
+// O_CLOEXEC drops it), and an exclusive open's flock lives until the last
+// duplicate is gone: without the lock, a device could still look busy
+// right after Close returned.
 func (d *File) Close() error {
 	if d.closed.Swap(true) {
 		return nil
 	}
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
 	if err := d.f.Close(); err != nil {
 		return fmt.Errorf("blockdev: close %s: %w", d.path, err)
 	}
