@@ -138,7 +138,7 @@ func newMDCmd(env *cliEnv, force bool) *mdCmd {
 	return &mdCmd{env: env, force: force, in: bufio.NewReader(env.Stdin)}
 }
 
-func (c *mdCmd) out(format string, a ...any) { fmt.Fprintf(c.env.Stdout, format, a...) }
+func (c *mdCmd) out(format string, a ...any)  { fmt.Fprintf(c.env.Stdout, format, a...) }
 func (c *mdCmd) errf(format string, a ...any) { fmt.Fprintf(c.env.Stderr, format, a...) }
 
 // confirmed asks as drbdmeta asks; --force answers yes, and so does a
