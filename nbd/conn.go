@@ -100,6 +100,10 @@ var errAbort = errors.New("nbd: client aborted the handshake")
 
 func (c *conn) handshake() (bool, error) {
 	_ = c.nc.SetDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout))
+	if c.stopping.Load() {
+		// Close ran before the deadline above replaced its own.
+		_ = c.nc.SetReadDeadline(time.Now())
+	}
 	defer func() {
 		if !c.stopping.Load() {
 			_ = c.nc.SetDeadline(time.Time{})

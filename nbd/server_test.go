@@ -559,3 +559,20 @@ func TestNewServerRejectsBadConfig(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(8192), s.Size(), "size rounded down to the minimum block")
 }
+
+// TestCloseDuringHandshake: a client idling in option haggling does not
+// hold Close up.
+func TestCloseDuringHandshake(t *testing.T) {
+	t.Parallel()
+	s, err := NewServer(Config{Backend: DeviceBackend{Dev: newMemDev(testSize)}, HandshakeTimeout: time.Hour})
+	require.NoError(t, err)
+	path := t.TempDir() + "/s"
+	l, err := ListenUnix(path)
+	require.NoError(t, err)
+	go s.Serve(l)
+	c := dial(t, path)
+	c.greet(cflagFixedNewstyle)
+	require.Eventually(t, func() bool { return s.Connections() == 1 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, s.Close())
+	c.expectClosed()
+}
