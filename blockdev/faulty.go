@@ -37,7 +37,8 @@ func (o Op) String() string {
 // ErrInjected is the error a Fault returns unless it names its own.
 var ErrInjected = errors.New("blockdev: injected I/O error")
 
-// Fault describes errors to inject into one kind of operation.
+// Fault describes errors to inject into one kind of operation (a plain
+// value; Faulty keeps its own copy).
 type Fault struct {
 	Op Op
 	// Off and Len restrict the fault to operations overlapping [Off,
@@ -61,7 +62,7 @@ type faultState struct {
 	done  bool
 }
 
-// FaultError is returned by a failed injected operation.
+// FaultError is returned by a failed injected operation (a plain value).
 type FaultError struct {
 	Op       Op
 	Off, Len int64

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Options select how Open opens a device.
+// Options select how Open opens a device (a plain value).
 type Options struct {
 	// Direct opens with O_DIRECT, bypassing the page cache. Writes must then
 	// be aligned to File.Alignment (reads are bounced when they are not).

@@ -33,14 +33,14 @@ func (d Decision) String() string {
 	return fmt.Sprintf("Decision(%d)", int(d))
 }
 
-// Begin is the answer to ActivityLog.Begin.
+// Begin is the answer to ActivityLog.Begin (a plain value).
 type Begin struct {
 	Decision Decision
 	// Gen is the transaction generation the write waits for (Commit).
 	Gen uint64
 }
 
-// ALConfig configures an ActivityLog.
+// ALConfig configures an ActivityLog (a plain value).
 type ALConfig struct {
 	// Extents is al-extents: how many 4 MiB extents may be hot at once.
 	// It must lie in ALExtentsMin..MaxALExtents(layout).
@@ -62,6 +62,12 @@ func MaxALExtents(l Layout) int {
 		return ALExtentsMax
 	}
 	return (n - 1) * ALContextPerTransaction
+}
+
+// ClampALExtents clamps a configured al-extents value the way the kernel
+// does at attach (sanitize_disk_conf): into ALExtentsMin..MaxALExtents(l).
+func ClampALExtents(n int, l Layout) int {
+	return min(max(n, ALExtentsMin), MaxALExtents(l))
 }
 
 // slot states
@@ -133,7 +139,9 @@ type ActivityLog struct {
 	lruEntries int
 }
 
-// SealedTransaction is a transaction ready to be written.
+// SealedTransaction is a transaction ready to be written. It is read-only
+// once returned by Seal, and may be handed to an I/O goroutine while the
+// owner of the ActivityLog goes on.
 type SealedTransaction struct {
 	Transaction
 	// Data is the encoded 4 KiB block; Offset its byte offset on the

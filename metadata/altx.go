@@ -57,7 +57,7 @@ func (t TransactionType) String() string {
 	return fmt.Sprintf("TransactionType(%#04x)", uint16(t))
 }
 
-// SlotUpdate says that AL slot Slot now holds extent Extent.
+// SlotUpdate says that AL slot Slot now holds extent Extent (a plain value).
 type SlotUpdate struct {
 	Slot   uint16
 	Extent uint32
@@ -82,6 +82,8 @@ type SlotUpdate struct {
 //
 // A transaction applies its context first (slot start+i holds context[i],
 // except LC_FREE entries past context_size), then its updates.
+//
+// A Transaction is a plain value, not safe for concurrent mutation.
 type Transaction struct {
 	Number       uint32
 	Type         TransactionType

@@ -34,7 +34,7 @@ func (k Kind) String() string {
 }
 
 // Location names the metadata of one volume: its kind and, for
-// KindIndexed, the index.
+// KindIndexed, the index. It is a plain value.
 type Location struct {
 	Kind  Kind
 	Index int
@@ -113,6 +113,8 @@ var ErrTooSmall = errors.New("metadata: device too small")
 //
 //	|<- SB ->|<- AL ->|<------------ bitmap ------------>|
 //	MDOffset  +8 sect  +8+AL sectors          MDOffset+MDSizeSect*512
+//
+// A Layout is a plain value, safe to share read-only.
 type Layout struct {
 	Location Location
 	// DeviceBytes is the size of the metadata device the layout is for.

@@ -95,7 +95,7 @@ func Open(dev blockdev.Device, loc Location) (*Metadata, error) {
 	return m, nil
 }
 
-// CreateOptions are create-md's options.
+// CreateOptions are create-md's options (a plain value).
 type CreateOptions struct {
 	// ALStripes and ALStripeSize4k size the activity log (0: 1 x 8, 32 KiB).
 	ALStripes, ALStripeSize4k uint32
@@ -331,7 +331,7 @@ func (m *Metadata) NewActivityLog(extents int) (*ActivityLog, error) {
 
 // ApplyError is apply-al's failure when the log cannot be read although
 // the node was Primary, with drbdmeta's exit code (1: no usable log,
-// 2: no valid update).
+// 2: no valid update). A plain value.
 type ApplyError struct {
 	Code int
 	Err  error
@@ -340,7 +340,8 @@ type ApplyError struct {
 func (e *ApplyError) Error() string { return e.Err.Error() }
 func (e *ApplyError) Unwrap() error { return e.Err }
 
-// ApplyResult reports what ApplyAL did, for drbdmeta's messages.
+// ApplyResult reports what ApplyAL did, for drbdmeta's messages (a plain
+// value).
 type ApplyResult struct {
 	// Replay is the reconstructed log (nil when the ring is not in the
 	// 8.4 format).

@@ -18,7 +18,8 @@ var (
 	ErrNoValidALUpdate = errors.New("metadata: no valid AL update transaction found")
 )
 
-// Replay is the activity log reconstructed from the on-disk ring.
+// Replay is the activity log reconstructed from the on-disk ring (a plain
+// value, not safe for concurrent mutation).
 type Replay struct {
 	// Blocks is the ring size; Valid blocks passed magic and crc32c;
 	// Updates of those are update transactions (not "initialized").

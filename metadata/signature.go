@@ -15,6 +15,7 @@ const signatureProbeBytes = 68 << 10
 
 // ExistingData is what create-md finds at the start of the device that
 // will hold the metadata, as drbdmeta's check_for_existing_data sees it.
+// A plain value.
 type ExistingData struct {
 	// Found is false when the first 68 KiB are all zero.
 	Found bool

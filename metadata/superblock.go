@@ -124,7 +124,8 @@ var (
 	ErrUnclean = errors.New(`metadata: found unclean meta data. Did you "drbdadm apply-al"?`)
 )
 
-// InvalidError says which superblock field is wrong and what was expected.
+// InvalidError says which superblock field is wrong and what was expected
+// (a plain value).
 type InvalidError struct {
 	Field     string
 	Got, Want int64

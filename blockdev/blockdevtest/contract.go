@@ -15,7 +15,7 @@ import (
 	"github.com/gdrbd/gdrbd/blockdev"
 )
 
-// Config describes the device under test.
+// Config describes the device under test (a plain value).
 type Config struct {
 	// Open returns a fresh, zero-filled device of exactly size bytes; the
 	// suite closes it.
