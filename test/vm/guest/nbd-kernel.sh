@@ -47,8 +47,8 @@ grep -q 'via=netlink' /tmp/serveA.log || fail "not attached through netlink"
 step "A: attached $DEV ($(cat /sys/block/${DEV#/dev/}/size) sectors, queue $(cat /sys/block/${DEV#/dev/}/queue/logical_block_size) B blocks)"
 [ "$(cat /sys/block/${DEV#/dev/}/size)" = 524288 ] || fail "size"
 # Throughput figures for the log (TCG: slow, but comparable run to run).
-step "A: raw write 64 MiB O_DIRECT"; dd if=/dev/zero of="$DEV" bs=1M count=64 oflag=direct 2>&1 | tail -1
-step "A: raw read 64 MiB O_DIRECT"; dd if="$DEV" of=/dev/null bs=1M count=64 iflag=direct 2>&1 | tail -1
+step "A: raw write 16 MiB O_DIRECT"; dd if=/dev/zero of="$DEV" bs=1M count=16 oflag=direct 2>&1 | tail -1
+step "A: raw read 16 MiB O_DIRECT"; dd if="$DEV" of=/dev/null bs=1M count=16 iflag=direct 2>&1 | tail -1
 step "A: mkfs.ext4"; mkfs.ext4 -q -F "$DEV"
 mkdir -p /mnt/a; mount -t ext4 "$DEV" /mnt/a
 step "A: write 32 MiB + sync"
