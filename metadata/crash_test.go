@@ -1,6 +1,7 @@
 package metadata_test
 
 import (
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"github.com/gdrbd/gdrbd/blockdev"
 	"github.com/gdrbd/gdrbd/metadata"
 )
+
+var crashSeeds = flag.Uint64("md.crashseeds", 150, "seeds for TestCrashRecoveryCoversWrites (30 under -race)")
 
 // crashSim is a Primary writing to its disk through the activity log, with
 // the peer coming and going, on a device that can lose power at any step.
@@ -176,7 +179,11 @@ func (s *crashSim) check(crashSeed uint64) error {
 func TestCrashRecoveryCoversWrites(t *testing.T) {
 	t.Parallel()
 	crashes := 0
-	for seed := range uint64(150) {
+	seeds := *crashSeeds
+	if raceEnabled {
+		seeds = min(seeds, 30)
+	}
+	for seed := range seeds {
 		s := newCrashSim(t, seed)
 		steps := 100 + s.r.IntN(300)
 		for i := range steps {
