@@ -317,7 +317,10 @@ func (m *Metadata) ReplayAL() (*Replay, error) {
 }
 
 // NewActivityLog returns an empty activity log for this metadata with
-// al-extents extents; the metadata must be clean (applied).
+// al-extents extents (see ClampALExtents); the metadata must be clean
+// (applied). It records the extents in SB.ALNrExtents, as the kernel does
+// in every superblock it writes, for the next WriteSuperblock (typically
+// MarkUnclean).
 func (m *Metadata) NewActivityLog(extents int) (*ActivityLog, error) {
 	if err := m.CheckAttachable(); err != nil {
 		return nil, err
@@ -326,7 +329,12 @@ func (m *Metadata) NewActivityLog(extents int) (*ActivityLog, error) {
 	if r, err := m.ReplayAL(); err == nil {
 		next = r.NextNumber()
 	}
-	return NewActivityLog(ALConfig{Extents: extents, Layout: m.Layout, NextNumber: next})
+	al, err := NewActivityLog(ALConfig{Extents: extents, Layout: m.Layout, NextNumber: next})
+	if err != nil {
+		return nil, err
+	}
+	m.SB.ALNrExtents = uint32(extents)
+	return al, nil
 }
 
 // ApplyError is apply-al's failure when the log cannot be read although

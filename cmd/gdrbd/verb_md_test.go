@@ -199,6 +199,7 @@ func TestMDVerbsAfterCrash(t *testing.T) {
 			require.Equal(t, 0, code)
 			require.Equal(t, body(theirs), body(ours))
 			require.Contains(t, ours, "This_is_an_unclean_meta_data_dump.")
+			require.Contains(t, ours, "# al-extents 67;", "attach records al-extents")
 			gi, _, _ := gdrbd(t, conf, "", "show-gi", "r0")
 			require.Contains(t, gi, "flags: Primary, StandAlone, UpToDate\nmeta-data: need apply-al\n")
 
