@@ -60,8 +60,9 @@ func onlyBeyondParser(err error) bool {
 	return true
 }
 
-// mutate changes one thing in a configuration at a token boundary.
-func mutate(rng *rand.Rand, src []byte) []byte {
+// mutate changes one thing in a configuration at a token boundary, or
+// splices in a line of another corpus file (donor).
+func mutate(rng *rand.Rand, src, donor []byte) []byte {
 	lx := newLexer("m", src)
 	var toks []token
 	for {
@@ -89,7 +90,13 @@ func mutate(rng *rand.Rand, src []byte) []byte {
 	}
 	numbers := []string{"0", "1", "7", "32", "67", "120", "121", "250", "300", "600", "601", "2048", "65535", "65536",
 		"1048575", "1048576", "4194304", "4194305", "10M", "1G", "2s", "3k", "5T", "99999999", "-1", "0x10", "1.5"}
-	switch rng.IntN(9) {
+	switch rng.IntN(10) {
+	case 9: // a line from another file
+		lines := bytes.SplitAfter(src, []byte("\n"))
+		dl := bytes.SplitAfter(donor, []byte("\n"))
+		i := rng.IntN(len(lines))
+		lines = append(lines[:i], append([][]byte{dl[rng.IntN(len(dl))]}, lines[i:]...)...)
+		return bytes.Join(lines, nil)
 	case 0: // delete a token
 		return splice(t.off, len(t.raw), "")
 	case 1: // repeat a token
@@ -160,7 +167,7 @@ func TestDifferentialMutations(t *testing.T) {
 		s := seeds[rng.IntN(len(seeds))]
 		src := s.src
 		for range 1 + rng.IntN(2) {
-			src = mutate(rng, src)
+			src = mutate(rng, src, seeds[rng.IntN(len(seeds))].src)
 		}
 		node := s.nodes[rng.IntN(len(s.nodes))]
 		file := filepath.Join(dir, fmt.Sprintf("m%d.conf", i))

@@ -5,7 +5,8 @@ import "fmt"
 // The enums below take their order from the kernel's enums in linux/drbd.h
 // (value = kernel value + 1, so the zero value stays invalid), which lets
 // the replication core put them on the wire with Wire(). Their spellings
-// are drbdsetup's (config_flags.c).
+// are drbdsetup's (config_flags.c). All are plain values, safe for
+// concurrent use.
 
 var (
 	protocolNames      = []string{"A", "B", "C"}

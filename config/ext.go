@@ -169,7 +169,7 @@ func parseDirective(d directive) (extSetting, *Error) {
 }
 
 // Compression is the payload compression gdrbd negotiates with a gdrbd
-// peer; a kernel DRBD peer never sees it.
+// peer; a kernel DRBD peer never sees it. A value; safe for concurrent use.
 type Compression int
 
 const (

@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// Options tune Load and Parse.
+// Options tune Load and Parse. A value; Load only calls its functions from
+// the calling goroutine.
 type Options struct {
 	// Node is this machine's name, matched against `on NAME` sections the
 	// way drbdadm matches `uname -n`. "" means $__DRBD_NODE__ if set (the
