@@ -3,6 +3,9 @@ package replication
 import (
 	"errors"
 	"fmt"
+
+	"github.com/gdrbd/gdrbd/bitmap"
+	"github.com/gdrbd/gdrbd/metadata"
 )
 
 // ldev is the attached backing device (DRBD's drbd_backing_dev).
@@ -17,9 +20,10 @@ type ldev struct {
 	wasIOError     bool
 	detaching      bool // admin or error detach in progress
 
-	bm  Bitmap
-	al  ActivityLog
-	fmt MetaFormat
+	bm     *bitmap.Bitmap
+	al     *metadata.ActivityLog
+	layout metadata.Layout
+	sb     metadata.Superblock // template: layout fields as read
 
 	// Superblock writes are serialised: one in flight, later requests
 	// coalesce into the next write.
@@ -29,10 +33,11 @@ type ldev struct {
 	sbNext     []func(error)
 	clean      bool // next superblock write uses the clean magic
 
-	// Activity log transactions are serialised too.
+	// Activity log: one sealed transaction in flight at a time; writes
+	// wait for the generation that makes their extents hot.
 	alInFlight bool
-	alWaiting  []*request // waiting for the transaction in flight
-	alStarved  []*request // waiting for extents to cool down
+	alWaiting  []*request // waiting for their generation to commit
+	alStarved  []*request // Begin said Wait: retry after Complete/Committed
 
 	// Local operations in flight (for detach).
 	inFlight int
@@ -48,12 +53,14 @@ type AttachParams struct {
 	MaxSectors uint64
 	// UserSectors is the disk option "size" (0 = all).
 	UserSectors uint64
-	// Super is the superblock as read.
-	Super Superblock
-	// Bitmap is the on-disk bitmap with the activity log already applied.
-	Bitmap Bitmap
-	AL     ActivityLog
-	Format MetaFormat
+	// Super is the superblock as read; Layout where the metadata lives.
+	Super  metadata.Superblock
+	Layout metadata.Layout
+	// Bitmap is the on-disk bitmap with the activity log already applied
+	// (what apply-al does after a crash); AL a fresh activity log whose
+	// next transaction number follows the ring's newest.
+	Bitmap *bitmap.Bitmap
+	AL     *metadata.ActivityLog
 }
 
 // Attach takes a loaded backing device into use (drbdadm attach). The disk
@@ -67,8 +74,8 @@ func (n *Node) Attach(p AttachParams) error {
 	if n.st.Conn >= WFReportParams {
 		return errors.New("replication: attach while connected is not supported; disconnect first")
 	}
-	if p.Bitmap == nil || p.AL == nil || p.Format == nil {
-		panic("replication: Attach needs a bitmap, an activity log and a metadata format")
+	if p.Bitmap == nil || p.AL == nil {
+		panic("replication: Attach needs a bitmap and an activity log")
 	}
 	size := p.MaxSectors
 	if p.UserSectors != 0 && p.UserSectors < size {
@@ -76,20 +83,21 @@ func (n *Node) Attach(p AttachParams) error {
 	}
 	if la := p.Super.LaSizeSect; la != 0 {
 		if la > size {
-			if p.Super.Flags&MDFConsistent != 0 {
+			if uint32(p.Super.Flags)&MDFConsistent != 0 {
 				return fmt.Errorf("replication: the backing device is smaller (%d sectors) than the last agreed size (%d sectors)", size, la)
 			}
 		} else {
 			size = la
 		}
 	}
-	if blocks := (size + sectorsPerBlock - 1) / sectorsPerBlock; p.Bitmap.Bits() < blocks {
-		return fmt.Errorf("replication: bitmap has %d bits, device needs %d", p.Bitmap.Bits(), blocks)
+	if blocks := (size + sectorsPerBlock - 1) / sectorsPerBlock; p.Bitmap.Len() < blocks {
+		return fmt.Errorf("replication: bitmap has %d bits, device needs %d", p.Bitmap.Len(), blocks)
 	}
+	u := p.Super.UUIDs
 	l := &ldev{
 		maxSectors: p.MaxSectors, userSectors: p.UserSectors, sizeSectors: size,
-		uuids: genUUIDs(p.Super.UUIDs), flags: p.Super.Flags,
-		bm: p.Bitmap, al: p.AL, fmt: p.Format,
+		uuids: genUUIDs{u.Current, u.Bitmap, u.History[0], u.History[1]}, flags: uint32(p.Super.Flags),
+		bm: p.Bitmap, al: p.AL, layout: p.Layout, sb: p.Super,
 	}
 	l.crashedPrimary = l.flags&MDFCrashedPrimary != 0
 	if l.flags&MDFPrimaryInd != 0 && n.st.Role != RolePrimary {
@@ -194,9 +202,23 @@ func (n *Node) maybeFinishDetach() {
 		fail(nil)
 		return
 	}
-	l.writeDirtyBitmap(n, func(error) {
-		l.clean = true
-		n.writeSuperblock(func(err error) { fail(err) })
+	// Clean shutdown: data durable, then the bitmap, then the superblock
+	// with the clean magic (no activity log to apply at the next attach).
+	l.inFlight++
+	n.submitDisk(DiskOp{Op: OpFlush}, func(err error, _ []byte) {
+		l.inFlight--
+		if err != nil {
+			fail(err)
+			return
+		}
+		l.writeDirtyBitmap(n, func(err error) {
+			if err != nil {
+				fail(err)
+				return
+			}
+			l.clean = true
+			n.writeSuperblock(func(err error) { fail(err) })
+		})
 	})
 }
 
@@ -216,7 +238,7 @@ func (n *Node) setOutOfSync(off, length int64) {
 		return
 	}
 	f, l := blockRange(off, length)
-	n.ldev.bm.SetRange(f, l)
+	n.ldev.bm.SetRange(f, l+1)
 }
 
 // setInSync marks the blocks wholly inside a byte range in sync.
@@ -229,7 +251,7 @@ func (n *Node) setInSync(off, length int64) uint64 {
 	if end <= first {
 		return 0
 	}
-	return n.ldev.bm.ClearRange(first, end-1)
+	return n.ldev.bm.ClearRange(first, end)
 }
 
 // mdFlags computes the superblock flags from the state (DRBD's
@@ -291,7 +313,7 @@ func (n *Node) writeSuperblock(done func(error)) {
 		l.sbWaiters = append(l.sbWaiters, done)
 	}
 	l.sbInFlight = true
-	off, block := l.fmt.Superblock(Superblock{LaSizeSect: l.sizeSectors, UUIDs: l.uuids, Flags: l.flags, Clean: l.clean})
+	off, block := l.encodeSuperblock()
 	n.writeMeta(off, block, "superblock", func(err error) {
 		l.sbInFlight = false
 		waiters := l.sbWaiters
@@ -336,15 +358,45 @@ func (n *Node) writeSuperblockNow() {
 	}
 }
 
+// encodeSuperblock is the superblock with the current UUIDs, flags and
+// size: "unclean" while attached (DRBD 8.4's 84_UNCLEAN magic, so a crash
+// makes the next attach apply the activity log), clean after detach.
+func (l *ldev) encodeSuperblock() (int64, []byte) {
+	sb := l.sb
+	sb.LaSizeSect = l.sizeSectors
+	sb.UUIDs = metadata.GenerationUUIDs{Current: l.uuids[uiCurrent], Bitmap: l.uuids[uiBitmap], History: [2]uint64{l.uuids[uiHistory0], l.uuids[uiHistory1]}}
+	sb.Flags = metadata.Flags(l.flags)
+	sb.Magic = metadata.MagicV08Unclean
+	if l.clean {
+		sb.Magic = metadata.MagicV08
+		sb.Flags |= metadata.Flags(MDFALClean)
+	}
+	block := make([]byte, metadata.SuperblockSize)
+	sb.Encode(block)
+	return l.layout.MDOffset, block
+}
+
+// encodePage is on-disk bitmap page p; the page is clean afterwards.
+func (l *ldev) encodePage(p int) (int64, []byte) {
+	block := make([]byte, bitmap.PageBytes)
+	l.bm.EncodePage(p, block)
+	l.bm.ClearPageDirty(p)
+	return l.layout.BMByteOffset() + int64(p)*bitmap.PageBytes, block
+}
+
 // writeDirtyBitmap writes every changed bitmap page; done (may be nil)
 // runs when all are durable.
 func (l *ldev) writeDirtyBitmap(n *Node, done func(error)) {
-	l.writePages(n, l.fmt.DirtyBitmapPages(l.bm), done)
+	var pages []int
+	for p := range l.bm.DirtyPages() {
+		pages = append(pages, p)
+	}
+	l.writePages(n, pages, done)
 }
 
 // writeAllBitmap writes the whole bitmap.
 func (l *ldev) writeAllBitmap(n *Node, done func(error)) {
-	pages := make([]int, l.fmt.BitmapPages())
+	pages := make([]int, l.bm.Pages())
 	for i := range pages {
 		pages[i] = i
 	}
@@ -361,7 +413,7 @@ func (l *ldev) writePages(n *Node, pages []int, done func(error)) {
 	left := len(pages)
 	var firstErr error
 	for _, p := range pages {
-		off, block := l.fmt.BitmapPage(l.bm, p)
+		off, block := l.encodePage(p)
 		l.inFlight++
 		n.writeMeta(off, block, "bitmap", func(err error) {
 			l.inFlight--
@@ -451,3 +503,9 @@ func (n *Node) OutOfSync() int64 {
 
 // setSize changes the replicated size (sectors).
 func (l *ldev) setSize(s uint64) { l.sizeSectors = s }
+
+// rangeInSync reports whether blocks first..last have no out-of-sync bit.
+func (n *Node) rangeInSync(first, last uint64) bool {
+	b, ok := n.ldev.bm.NextSet(first)
+	return !ok || b > last
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/gdrbd/gdrbd/metadata"
+
 	"github.com/gdrbd/gdrbd/protocol"
 )
 
@@ -28,6 +30,7 @@ type request struct {
 
 	// activity log
 	alFirst, alLast uint64
+	alGen           uint64
 	inAL            bool
 	lock            *rangeLock
 
@@ -139,7 +142,7 @@ func (n *Node) complete(req *request, err error) {
 func (n *Node) startRead(req *request) {
 	first, last := blockRange(req.Offset, req.Length)
 	localOK := n.st.Disk == UpToDate ||
-		(n.localUsableForWrite() && n.ldev.bm.NextSet(first) > last && n.st.Conn >= SyncSource)
+		(n.localUsableForWrite() && n.st.Disk == Inconsistent && n.rangeInSync(first, last))
 	if localOK {
 		n.readLocal(req)
 		return
@@ -209,117 +212,104 @@ func (n *Node) startWrite(req *request) {
 // that the log does not mark out of sync.
 func (n *Node) alBegin(req *request) {
 	l := n.ldev
-	if l.al.TryBegin(req.alFirst, req.alLast) {
+	b := l.al.Begin(uint32(req.alFirst), uint32(req.alLast))
+	switch b.Decision {
+	case metadata.Go:
 		req.inAL = true
 		n.issueWrite(req)
-		return
-	}
-	if l.alInFlight {
+	case metadata.Commit:
+		req.inAL = true
+		req.alGen = b.Gen
 		l.alWaiting = append(l.alWaiting, req)
-		return
-	}
-	if !l.al.Reserve(req.alFirst, req.alLast) {
+		n.alCommit()
+	default: // Wait: no extent can be evicted now
 		l.alStarved = append(l.alStarved, req)
-		return
 	}
-	req.inAL = true
-	l.alWaiting = append(l.alWaiting, req)
-	n.alCommit()
 }
 
-// alCommit writes the pending AL transaction. EVICTED EXTENTS' BITMAP
-// PAGES ARE DURABLE BEFORE THE TRANSACTION THAT EVICTS THEM: after the
-// transaction, recovery would no longer set those extents' bits.
+// alCommit writes the next AL transaction, if one is staged and none is
+// in flight. EVICTED EXTENTS' BITMAP PAGES ARE DURABLE BEFORE THE
+// TRANSACTION THAT EVICTS THEM: after the transaction, recovery would no
+// longer set those extents' bits.
 func (n *Node) alCommit() {
 	l := n.ldev
-	if l.alInFlight || !l.al.Pending() {
-		return // one transaction at a time; alDone commits the next
+	if l.alInFlight {
+		return
+	}
+	tx := l.al.Seal()
+	if tx == nil {
+		return
 	}
 	l.alInFlight = true
-	txn := l.al.Prepare()
 	n.stats.al++
-	var pages []int
-	seen := map[int]bool{}
-	for _, e := range txn.Evicted {
-		for _, p := range l.fmt.PagesOfExtent(e) {
-			if !seen[p] {
-				seen[p] = true
-				pages = append(pages, p)
-			}
-		}
-	}
-	writeTxn := func(err error) {
+	pages := tx.EvictedPages()
+	writeTx := func(err error) {
 		if err != nil {
 			n.alFailed(err)
 			return
 		}
-		n.writeMeta(txn.Offset, txn.Data, "al", func(err error) {
+		n.writeMeta(tx.Offset, tx.Data, "al", func(err error) {
 			if err != nil {
 				n.alFailed(err)
 				return
 			}
-			l.al.Committed()
+			l.al.Committed(tx)
 			n.alDone()
 		})
 	}
 	if len(pages) > 0 {
 		n.stats.bm += uint64(len(pages))
-		l.writePages(n, pages, writeTxn)
+		l.writePages(n, pages, writeTx)
 	} else {
-		writeTxn(nil)
+		writeTx(nil)
 	}
 }
 
-// alDone runs after a transaction is durable: the requests waiting for it
-// go on; those that were not in it try again (and batch into the next).
+// alDone runs after a transaction is durable: writes whose generation is
+// now committed go on, starved writes try again, and the next staged
+// transaction is written.
 func (n *Node) alDone() {
 	l := n.ldev
 	l.alInFlight = false
+	committed := l.al.CommittedGen()
 	waiting := l.alWaiting
 	l.alWaiting = nil
 	for _, req := range waiting {
-		if req.inAL {
+		if req.alGen <= committed {
 			n.issueWrite(req)
 		} else {
-			n.alRetry(req)
+			l.alWaiting = append(l.alWaiting, req)
 		}
 	}
+	n.alRetryStarved()
 	n.alCommit()
 	n.maybeFinishDetach()
 }
 
-func (n *Node) alRetry(req *request) {
+// alRetryStarved gives writes that found no free extent another try.
+func (n *Node) alRetryStarved() {
 	l := n.ldev
-	if l == nil || l.detaching {
-		n.issueWrite(req)
+	if l == nil || len(l.alStarved) == 0 {
 		return
 	}
-	if l.al.TryBegin(req.alFirst, req.alLast) {
-		req.inAL = true
-		n.issueWrite(req)
-		return
-	}
-	if l.alInFlight {
-		l.alWaiting = append(l.alWaiting, req)
-		return
-	}
-	if !l.al.Reserve(req.alFirst, req.alLast) {
-		l.alStarved = append(l.alStarved, req)
-		return
-	}
-	req.inAL = true
-	l.alWaiting = append(l.alWaiting, req)
-	if !l.alInFlight {
-		n.alCommit()
+	starved := l.alStarved
+	l.alStarved = nil
+	for _, r := range starved {
+		if l.detaching {
+			n.issueWrite(r)
+			continue
+		}
+		n.alBegin(r)
 	}
 }
 
+// alFailed: the metadata disk failed; the log is unusable.
 func (n *Node) alFailed(err error) {
 	l := n.ldev
 	l.alInFlight = false
 	n.diskError("activity log write", err)
-	waiting := l.alWaiting
-	l.alWaiting = nil
+	waiting := append(l.alWaiting, l.alStarved...)
+	l.alWaiting, l.alStarved = nil, nil
 	for _, req := range waiting {
 		req.inAL = false
 		n.issueWrite(req) // the disk is failing: the write goes to the peer only
@@ -327,6 +317,9 @@ func (n *Node) alFailed(err error) {
 }
 
 // alComplete drops the request's AL references and wakes starved writers.
+// The caller has already set the out-of-sync bits the write needs: after
+// Complete the extent may be evicted, and only bits already set are
+// written out with it.
 func (n *Node) alComplete(req *request) {
 	if !req.inAL {
 		return
@@ -336,14 +329,9 @@ func (n *Node) alComplete(req *request) {
 	if l == nil {
 		return
 	}
-	l.al.Complete(req.alFirst, req.alLast)
-	if len(l.alStarved) > 0 {
-		starved := l.alStarved
-		l.alStarved = nil
-		for _, r := range starved {
-			n.alRetry(r)
-		}
-	}
+	l.al.Complete(uint32(req.alFirst), uint32(req.alLast))
+	n.alRetryStarved()
+	n.alCommit()
 }
 
 // issueWrite starts the write once no resync of the same blocks is in

@@ -43,8 +43,7 @@ type resync struct {
 
 	// bitmap exchange
 	bmSent      bool
-	bmRecvWord  uint64 // next word index expected from the peer
-	bmRecvBit   uint64 // next bit (compressed transfers)
+	bmRecvBit   uint64 // next bit expected from the peer
 	bmRecvDone  bool
 	bmPackets   [2]int
 	bmBytes     [2]int
@@ -114,65 +113,43 @@ func (n *Node) resyncClear() {
 // ---- bitmap exchange ----
 
 // sendBitmap sends our whole bitmap in chunks, as DRBD's send_bitmap:
-// RLE-compressed chunks when use-rle is on and that is shorter, plain
-// words otherwise.
+// with use-rle a P_COMPRESSED_BITMAP chunk whenever RLE is shorter than
+// plain words, else a P_BITMAP chunk of plain words. Each chunk fits the
+// 4 KiB socket buffer with its header.
 func (n *Node) sendBitmap() {
 	if n.peer == nil || !n.peer.socketsUp || n.ldev == nil {
 		return
 	}
 	bm := n.ldev.bm
 	hdr := n.peer.dialect.HeaderSize()
-	wordsPer := uint64((protocol.BitmapPacketMax - hdr) / 8)
-	totalWords := (bm.Bits() + 63) / 64
-	if n.cfg.UseRLE && RLEEncode != nil {
-		bit := uint64(0)
-		for bit < bm.Bits() {
-			code, enc, next, ok := RLEEncode(bm, bit, protocol.BitmapPacketMax-hdr-1)
-			if !ok || next <= bit {
-				break
-			}
-			// Use the compressed chunk only if it beats plain words.
-			if plainBytes := ((next - bit + 63) / 64) * 8; uint64(len(code)) < plainBytes || bit%64 != 0 {
-				n.send(DataStream, &protocol.CompressedBitmap{Encoding: enc, Code: code})
-				n.peer.rs.bmPackets[0]++
-				bit = next
-				continue
-			}
-			// Plain chunk from a word boundary.
-			w := bit / 64
-			cnt := min(wordsPer, totalWords-w)
-			words := make([]uint64, cnt)
-			bm.Words(w, words)
-			n.send(DataStream, &protocol.Bitmap{Words: words})
-			n.peer.rs.bmPackets[1]++
-			bit = (w + cnt) * 64
-		}
-		n.peer.rs.bmSent = true
+	wordsPer := (protocol.BitmapPacketMax - hdr) / 8
+	nbits := bm.Len()
+	rs := &n.peer.rs
+	if nbits == 0 {
+		n.send(DataStream, &protocol.Bitmap{})
 		return
 	}
-	for w := uint64(0); w < totalWords; w += wordsPer {
-		cnt := min(wordsPer, totalWords-w)
-		words := make([]uint64, cnt)
-		bm.Words(w, words)
-		n.send(DataStream, &protocol.Bitmap{Words: words})
-		n.peer.rs.bmPackets[1]++
+	code := make([]byte, protocol.BitmapPacketMax-hdr-1)
+	for off := uint64(0); off < nbits; {
+		if n.cfg.UseRLE && n.peer.dialect.Version >= 90 {
+			enc, cn, next := bm.EncodeRLE(code, off)
+			if cn > 0 {
+				n.send(DataStream, &protocol.CompressedBitmap{Encoding: enc, Code: append([]byte(nil), code[:cn]...)})
+				rs.bmPackets[0]++
+				off = next
+				continue
+			}
+			off = next / 64 * 64
+		}
+		w := int(off / 64)
+		words := make([]uint64, wordsPer)
+		c := bm.CopyWords(words, w)
+		n.send(DataStream, &protocol.Bitmap{Words: words[:c]})
+		rs.bmPackets[1]++
+		off = min(uint64(w+c)*64, nbits)
 	}
-	if totalWords == 0 {
-		n.send(DataStream, &protocol.Bitmap{})
-	}
-	n.peer.rs.bmSent = true
+	rs.bmSent = true
 }
-
-// RLEEncode and RLEDecode are DRBD's P_COMPRESSED_BITMAP codec (package
-// bitmap provides them; the driver sets them). RLEEncode encodes bits of
-// bm from bit `from` into at most max bytes and returns the code, the
-// encoding byte, the next bit to encode and ok. RLEDecode decodes a packet
-// starting at bit `from`, calls set for each run of set bits and returns
-// the bit after the last one described.
-var (
-	RLEEncode func(bm Bitmap, from uint64, max int) (code []byte, encoding uint8, next uint64, ok bool)
-	RLEDecode func(c *protocol.CompressedBitmap, from uint64, set func(first, last uint64)) (next uint64, err error)
-)
 
 // receiveBitmap merges one P_BITMAP / P_COMPRESSED_BITMAP chunk; after
 // the last chunk the sync target answers with its own bitmap and waits for
@@ -186,45 +163,32 @@ func (n *Node) receiveBitmap(words []uint64, c *protocol.CompressedBitmap) error
 	}
 	rs := &n.peer.rs
 	bm := n.ldev.bm
-	bits := bm.Bits()
-	totalWords := (bits + 63) / 64
+	nbits := bm.Len()
 	if c != nil {
-		if RLEDecode == nil {
-			return n.protocolError("compressed bitmap, but no RLE codec")
-		}
-		next, err := RLEDecode(c, rs.bmRecvBit, func(first, last uint64) {
-			if last >= bits {
-				last = bits - 1
-			}
-			if first <= last {
-				bm.SetRange(first, last)
-			}
-		})
+		next, err := bm.MergeRLE(c.Encoding, c.Code, rs.bmRecvBit)
 		if err != nil {
 			return n.protocolError("compressed bitmap: %v", err)
 		}
-		if next > bits+63 {
-			return n.protocolError("compressed bitmap beyond %d bits", bits)
-		}
 		rs.bmRecvBit = next
-		rs.bmRecvWord = (next + 63) / 64
 		rs.bmPackets[0]++
 	} else {
-		if uint64(len(words)) > totalWords-min(rs.bmRecvWord, totalWords) {
-			return n.protocolError("bitmap packet beyond %d words", totalWords)
-		}
-		if rs.bmRecvBit%64 != 0 {
+		if rs.bmRecvBit%64 != 0 && rs.bmRecvBit < nbits {
 			return n.protocolError("plain bitmap chunk after a compressed one ending mid-word")
 		}
-		bm.OrWords(rs.bmRecvWord, words)
-		rs.bmRecvWord += uint64(len(words))
-		rs.bmRecvBit = rs.bmRecvWord * 64
-		rs.bmPackets[1]++
-		if len(words) == 0 && totalWords != 0 {
+		w := rs.bmRecvBit / 64
+		if uint64(len(words)) > uint64(bm.WordCount())-min(w, uint64(bm.WordCount())) {
+			return n.protocolError("bitmap packet beyond %d words", bm.WordCount())
+		}
+		if len(words) == 0 && nbits != 0 {
 			return n.protocolError("empty bitmap packet")
 		}
+		if _, err := bm.MergeWords(int(w), words); err != nil {
+			return n.protocolError("bitmap: %v", err)
+		}
+		rs.bmRecvBit = min((w+uint64(len(words)))*64, nbits)
+		rs.bmPackets[1]++
 	}
-	if rs.bmRecvBit < bits {
+	if rs.bmRecvBit < nbits {
 		return nil
 	}
 	rs.bmRecvDone = true
@@ -504,28 +468,29 @@ func (n *Node) rsController(sectIn int64) int64 {
 func (n *Node) makeResyncRequests(blocks, maxInFlight int64) {
 	rs := &n.peer.rs
 	bm := n.ldev.bm
-	bits := bm.Bits()
+	bits := bm.Len()
 	maxBlocks := uint64(protocol.MaxBIOSize / BlockSize)
 	if n.peer.peerMaxBIO != 0 && uint64(n.peer.peerMaxBIO)/BlockSize < maxBlocks {
 		maxBlocks = max(uint64(n.peer.peerMaxBIO)/BlockSize, 1)
 	}
 	sizeBlocks := (n.ldev.sizeSectors + sectorsPerBlock - 1) / sectorsPerBlock
+	limit := min(bits, sizeBlocks)
 	for blocks > 0 && rs.inFlightSect < maxInFlight {
-		b := bm.NextSet(rs.cursor)
-		if b >= bits || b >= sizeBlocks {
+		b, ok := bm.NextSet(rs.cursor)
+		if !ok || b >= limit {
 			rs.cursor = 0
-			if bm.NextSet(0) >= min(bits, sizeBlocks) || len(rs.pending) > 0 {
+			if first, ok := bm.NextSet(0); !ok || first >= limit || len(rs.pending) > 0 {
 				if len(rs.pending) == 0 {
 					n.maybeResyncDone()
 				}
 				return
 			}
-			b = bm.NextSet(0)
-			if b >= bits {
-				return
-			}
+			b, _ = bm.NextSet(0)
 		}
-		end := bm.NextClear(b)
+		end, ok := bm.NextClear(b)
+		if !ok {
+			end = bits
+		}
 		end = min(end, b+maxBlocks, b+uint64(blocks), sizeBlocks)
 		off := int64(b) * BlockSize
 		length := int64(end-b) * BlockSize

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/binary"
 	"math/rand"
 )
 
@@ -15,10 +16,36 @@ type simDisk struct {
 	volatile map[int64]*version // completed, not yet flushed
 }
 
-// version is one 4 KiB block content; seq orders writes to a block.
+// version is one 4 KiB block content; seq orders writes to a block. A
+// block holding a uniform pattern (every 8 bytes the same value, as the
+// workload writes) is stored as that value alone; anything else as bytes.
 type version struct {
 	seq  uint64
-	data []byte
+	val  uint64
+	data []byte // nil: the uniform pattern val
+}
+
+func (v *version) fill(dst []byte) {
+	if v.data != nil {
+		copy(dst, v.data)
+		return
+	}
+	fillPattern(dst, v.val)
+}
+
+// fillPattern writes val into every 8 bytes of dst (len a multiple of 8).
+func fillPattern(dst []byte, val uint64) {
+	if len(dst) < 8 {
+		return
+	}
+	if val == 0 {
+		clear(dst)
+		return
+	}
+	binary.LittleEndian.PutUint64(dst, val)
+	for i := 8; i < len(dst); i *= 2 {
+		copy(dst[i:], dst[:i])
+	}
 }
 
 func newSimDisk(size int64) *simDisk {
@@ -42,7 +69,13 @@ func (d *simDisk) read(off, n int64) []byte {
 		bo := (off + i) % blk
 		c := min(blk-bo, n-i)
 		if v := d.current(b); v != nil {
-			copy(out[i:i+c], v.data[bo:bo+c])
+			if bo == 0 && c == blk {
+				v.fill(out[i : i+c])
+			} else {
+				tmp := make([]byte, blk)
+				v.fill(tmp)
+				copy(out[i:i+c], tmp[bo:bo+c])
+			}
 		}
 		i += c
 	}
@@ -55,13 +88,22 @@ func (d *simDisk) write(off int64, p []byte, fua bool) {
 		b := (off + i) / blk
 		bo := (off + i) % blk
 		c := min(blk-bo, int64(len(p))-i)
-		cur := make([]byte, blk)
-		if v := d.current(b); v != nil {
-			copy(cur, v.data)
-		}
-		copy(cur[bo:bo+c], p[i:i+c])
 		d.seq++
-		nv := &version{seq: d.seq, data: cur}
+		nv := &version{seq: d.seq}
+		if bo == 0 && c == blk {
+			if v, ok := versionOf(p[i : i+c]); ok {
+				nv.val = v
+			} else {
+				nv.data = append([]byte(nil), p[i:i+c]...)
+			}
+		} else {
+			cur := make([]byte, blk)
+			if v := d.current(b); v != nil {
+				v.fill(cur)
+			}
+			copy(cur[bo:bo+c], p[i:i+c])
+			nv.data = cur
+		}
 		if fua {
 			d.durable[b] = nv
 			delete(d.volatile, b)

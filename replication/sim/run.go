@@ -19,6 +19,7 @@ import (
 type model struct {
 	acked    map[int64]uint64
 	inflight map[int64]uint64
+	reading  map[int64]int // reads in flight per block
 	// mayHave: versions a block may hold after crashes: its durable
 	// version and every version written since.
 	mayHave map[int64]map[uint64]bool
@@ -30,7 +31,7 @@ type model struct {
 }
 
 func newModel(size int64) *model {
-	return &model{acked: map[int64]uint64{}, inflight: map[int64]uint64{}, mayHave: map[int64]map[uint64]bool{}, inflightAtCrash: map[int64]uint64{}}
+	return &model{acked: map[int64]uint64{}, inflight: map[int64]uint64{}, reading: map[int64]int{}, mayHave: map[int64]map[uint64]bool{}, inflightAtCrash: map[int64]uint64{}}
 }
 
 // written records a write being issued.
@@ -42,20 +43,27 @@ func (m *model) written(b int64, v uint64) {
 	m.mayHave[b][v] = true
 }
 
-// durable makes block b's acknowledged version its durable one.
-func (m *model) durable(b int64) {
-	set := map[uint64]bool{m.acked[b]: true}
-	if v, ok := m.inflight[b]; ok {
+// durable records that version v of block b is durable: the block can no
+// longer roll back to anything older (versions grow monotonically).
+func (m *model) durable(b int64, v uint64) {
+	set := m.mayHave[b]
+	for x := range set {
+		if x < v {
+			delete(set, x)
+		}
+	}
+	if set == nil {
+		m.mayHave[b] = map[uint64]bool{v: true}
+	} else {
 		set[v] = true
 	}
-	m.mayHave[b] = set
 }
 
-// flushed: a FLUSH completed; every write acknowledged before it (the
-// caller passes those blocks) is durable.
-func (m *model) flushed(blocks map[int64]bool) {
-	for b := range blocks {
-		m.durable(b)
+// flushed: a FLUSH completed; every write acknowledged before it was
+// issued (the caller passes those blocks and versions) is durable.
+func (m *model) flushed(blocks map[int64]uint64) {
+	for b, v := range blocks {
+		m.durable(b, v)
 	}
 }
 
@@ -74,8 +82,9 @@ func (m *model) allowed(b int64, v uint64) bool {
 // app is the application on the Primary: random reads, writes (some FUA),
 // flushes, trims, up to QueueDepth in flight.
 type app struct {
-	// sinceFlush: blocks acknowledged since the last flush was issued.
-	sinceFlush map[int64]bool
+	// sinceFlush: blocks acknowledged since the last flush was issued,
+	// with the version acknowledged.
+	sinceFlush map[int64]uint64
 	nextID     uint64
 	inflight   map[uint64]*appReq
 	stopped    bool
@@ -90,12 +99,13 @@ type appReq struct {
 	// connected: replicated to an UpToDate peer when issued.
 	connected bool
 	fua       bool
-	// covers: for a flush, the blocks acknowledged before it was issued.
-	covers map[int64]bool
+	// covers: for a flush, the blocks (and versions) acknowledged before
+	// it was issued.
+	covers map[int64]uint64
 }
 
 func (s *Sim) startApp(nd *node) {
-	nd.app = &app{inflight: map[uint64]*appReq{}, sinceFlush: map[int64]bool{}}
+	nd.app = &app{inflight: map[uint64]*appReq{}, sinceFlush: map[int64]uint64{}}
 	s.appTick(nd)
 }
 
@@ -110,13 +120,13 @@ func (s *Sim) appTick(nd *node) {
 			break
 		}
 	}
-	s.on(nd, s.lat(100, 2000), func() { s.appTick(nd) })
+	s.on(nd, s.lat(500, 5000), func() { s.appTick(nd) })
 }
 
 func (s *Sim) issue(nd *node) bool {
 	a := nd.app
 	m := s.model
-	blocks := s.opt.DiskSize / blk
+	blocks := int64(s.dataSectors) * 512 / blk
 	r := s.rng.Intn(100)
 	var q *appReq
 	switch {
@@ -131,8 +141,11 @@ func (s *Sim) issue(nd *node) bool {
 			}
 		}
 		q = &appReq{op: replication.OpRead, off: off, length: n * blk, data: make([]byte, n*blk)}
+		for b := off / blk; b < off/blk+n; b++ {
+			m.reading[b]++
+		}
 	default:
-		n := int64(1 + s.rng.Intn(16))
+		n := int64(1 + s.rng.Intn(8))
 		// Writes cluster in a few extents to make the AL hot, plus some
 		// random ones to force evictions.
 		var off int64
@@ -143,7 +156,7 @@ func (s *Sim) issue(nd *node) bool {
 			off = min(ext*(replication.ExtentSize/blk)+s.rng.Int63n(replication.ExtentSize/blk), blocks-n) * blk
 		}
 		for b := off / blk; b < off/blk+n; b++ {
-			if _, busy := m.inflight[b]; busy {
+			if _, busy := m.inflight[b]; busy || m.reading[b] > 0 {
 				return false
 			}
 		}
@@ -173,7 +186,7 @@ func (s *Sim) issue(nd *node) bool {
 	case replication.OpFlush:
 		s.res.Flushes++
 		q.covers = a.sinceFlush
-		a.sinceFlush = map[int64]bool{}
+		a.sinceFlush = map[int64]uint64{}
 	}
 	st := nd.core.State()
 	q.connected = st.Conn >= replication.Connected && st.PDsk == replication.UpToDate
@@ -189,6 +202,14 @@ func (s *Sim) issue(nd *node) bool {
 }
 
 func (s *Sim) unmarkInflight(q *appReq) {
+	if q.op == replication.OpRead {
+		for b := q.off / blk; b < (q.off+q.length)/blk; b++ {
+			if s.model.reading[b]--; s.model.reading[b] <= 0 {
+				delete(s.model.reading, b)
+			}
+		}
+		return
+	}
 	if q.op != replication.OpWrite && q.op != replication.OpWriteZeroes {
 		return
 	}
@@ -216,9 +237,9 @@ func (a *app) completed(s *Sim, nd *node, c replication.Completion) {
 		}
 		for b := q.off / blk; b < (q.off+q.length)/blk; b++ {
 			m.acked[b] = q.version
-			a.sinceFlush[b] = true
+			a.sinceFlush[b] = q.version
 			if q.fua {
-				m.durable(b)
+				m.durable(b, q.version)
 			}
 		}
 		// ACK AFTER BOTH DISKS: under protocol C, a write acknowledged
@@ -239,6 +260,7 @@ func (a *app) completed(s *Sim, nd *node, c replication.Completion) {
 			m.flushed(q.covers)
 		}
 	case replication.OpRead:
+		s.unmarkInflight(q)
 		if c.Err != nil {
 			return
 		}
@@ -261,7 +283,6 @@ func (a *app) completed(s *Sim, nd *node, c replication.Completion) {
 type epochTracker struct {
 	gen       int
 	minEpoch  int
-	expectRS  int64 // offset of a resync write being delivered, -1 if none
 	epoch     int
 	byOffset  map[int64][]*trackedWrite
 	perEpoch  map[int]int // writes not yet completed per epoch
@@ -271,18 +292,27 @@ type epochTracker struct {
 type trackedWrite struct {
 	epoch int
 	off   int64
-	gen   int // the connection it came over
+	key   string // offset, length and first bytes: tells it from a resync write
+	gen   int    // the connection it came over
+}
+
+func writeKey(off int64, data []byte) string {
+	head := data
+	if len(head) > 8 {
+		head = head[:8]
+	}
+	return fmt.Sprintf("%d/%d/%x", off, len(data), head)
 }
 
 func newEpochTracker() *epochTracker {
-	return &epochTracker{expectRS: -1, byOffset: map[int64][]*trackedWrite{}, perEpoch: map[int]int{}, issuedMap: map[uint64]*trackedWrite{}}
+	return &epochTracker{byOffset: map[int64][]*trackedWrite{}, perEpoch: map[int]int{}, issuedMap: map[uint64]*trackedWrite{}}
 }
 
 func (t *epochTracker) sent(d *protocol.Data, gen int) {
 	if gen != t.gen {
 		t.newConnection(gen)
 	}
-	w := &trackedWrite{epoch: t.epoch, off: int64(d.Sector) * 512, gen: gen}
+	w := &trackedWrite{epoch: t.epoch, off: int64(d.Sector) * 512, gen: gen, key: writeKey(int64(d.Sector)*512, d.Payload)}
 	t.byOffset[w.off] = append(t.byOffset[w.off], w)
 	t.perEpoch[t.epoch]++
 }
@@ -311,18 +341,36 @@ func (t *epochTracker) issued(s *Sim, nd *node, op replication.DiskOp) {
 	if op.Op != replication.OpWrite || nd.core.State().Role == replication.RolePrimary {
 		return
 	}
-	if op.Offset == t.expectRS {
-		return // the resync write being delivered
-	}
 	ws := t.byOffset[op.Offset]
-	if len(ws) == 0 {
-		return
+	k := writeKey(op.Offset, op.Data)
+	idx := -1
+	for i, x := range ws {
+		if x.key == k {
+			idx = i
+			break
+		}
 	}
-	w := ws[0]
-	t.byOffset[op.Offset] = ws[1:]
+	if idx < 0 {
+		return // a resync write
+	}
+	w := ws[idx]
+	t.byOffset[op.Offset] = append(ws[:idx:idx], ws[idx+1:]...)
 	for e := range t.perEpoch {
 		if e >= t.minEpoch && e < w.epoch && t.perEpoch[e] > 0 {
-			s.fail("%s: write of epoch %d issued while epoch %d has %d writes in flight", nd.name, w.epoch, e, t.perEpoch[e])
+			var pend []string
+			for off, ws := range t.byOffset {
+				for _, x := range ws {
+					if x.epoch == e {
+						pend = append(pend, fmt.Sprintf("block %d (not issued)", off/blk))
+					}
+				}
+			}
+			for id, x := range t.issuedMap {
+				if x.epoch == e {
+					pend = append(pend, fmt.Sprintf("block %d (op %d)", x.off/blk, id))
+				}
+			}
+			s.fail("%s: write of epoch %d (block %d) issued while epoch %d has %d writes in flight: %v", nd.name, w.epoch, op.Offset/blk, e, t.perEpoch[e], pend)
 		}
 	}
 	t.issuedMap[op.ID] = w
@@ -362,8 +410,12 @@ func (s *Sim) Run() (Result, error) {
 	} else {
 		s.admin(a, func(done func(error)) { a.core.Primary(true, done) })
 	}
+	s.runUntil(s.now+2_000_000, func() bool { return a.core.State().Role == replication.RolePrimary })
 	if s.err != nil {
 		return s.res, s.err
+	}
+	if a.core.State().Role != replication.RolePrimary {
+		return s.res, fmt.Errorf("seed %d: %s did not become primary: %s", s.opt.Seed, a.name, a.core.State())
 	}
 	s.startApp(a)
 	end := s.now + s.opt.Duration
@@ -652,7 +704,7 @@ func (s *Sim) checkConverged() {
 			return
 		}
 	}
-	for off := int64(0); off < s.opt.DiskSize; off += blk {
+	for _, off := range s.touchedBlocks() {
 		x, y := a.disk.read(off, blk), b.disk.read(off, blk)
 		if string(x) != string(y) {
 			vx, _ := versionOf(x)
@@ -671,4 +723,23 @@ func (s *Sim) checkConverged() {
 	if ua[0]&^1 != ub[0]&^1 {
 		s.fail("current UUIDs differ after convergence: %X / %X", ua[0], ub[0])
 	}
+}
+
+// touchedBlocks are the byte offsets of blocks either disk ever held.
+func (s *Sim) touchedBlocks() []int64 {
+	seen := map[int64]bool{}
+	for _, nd := range s.nodes {
+		for b := range nd.disk.durable {
+			seen[b] = true
+		}
+		for b := range nd.disk.volatile {
+			seen[b] = true
+		}
+	}
+	out := make([]int64, 0, len(seen))
+	for b := range seen {
+		out = append(out, b*blk)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gdrbd/gdrbd/metadata"
 	"github.com/gdrbd/gdrbd/protocol"
 	"github.com/gdrbd/gdrbd/replication"
 )
@@ -61,6 +62,8 @@ type Sim struct {
 	connUp      bool // both sockets established
 	partitioned bool
 	healing     bool // faults stopped: converge
+	layout      metadata.Layout
+	dataSectors uint64
 	// streamTail is the delivery time of the last packet per node and
 	// stream, so streams stay in order.
 	streamTail [4]int64
@@ -79,7 +82,6 @@ type node struct {
 	alive    bool
 	trying   bool // the core asked to connect
 	app      *app
-	bmPages  int
 	received *epochTracker
 }
 
@@ -89,7 +91,7 @@ func New(opt Options) *Sim {
 		opt.DiskSize = 64 << 20
 	}
 	if opt.ALExtents == 0 {
-		opt.ALExtents = 7
+		opt.ALExtents = metadata.ALExtentsMin
 	}
 	if opt.Protocol == 0 {
 		opt.Protocol = replication.ProtocolC
@@ -102,14 +104,16 @@ func New(opt Options) *Sim {
 	}
 	s := &Sim{opt: opt, rng: rand.New(rand.NewSource(opt.Seed))}
 	s.model = newModel(opt.DiskSize)
+	layout, err := metadata.ComputeLayout(metadata.Internal(), opt.DiskSize, 1, 8)
+	if err != nil {
+		panic(err)
+	}
+	s.layout = layout
+	s.dataSectors = uint64(layout.MDOffset+int64(layout.BMOffset)*512) / 512
+	s.dataSectors &^= 7 // whole 4 KiB blocks keep the model simple
 	for i := range s.nodes {
-		nbits := uint64(opt.DiskSize / replication.BlockSize)
-		pages := int((nbits + bitsPerPage - 1) / bitsPerPage)
-		s.nodes[i] = &node{id: i, name: fmt.Sprintf("n%d", i), disk: newSimDisk(opt.DiskSize), md: newMetaDev(), bmPages: pages}
-		// Fresh metadata as create-md writes it.
-		nd := s.nodes[i]
-		_, sb := memFormat{pages: pages}.Superblock(replication.Superblock{UUIDs: [4]uint64{4, 0, 0, 0}})
-		nd.md.write(sbOffset, sb)
+		s.nodes[i] = &node{id: i, name: fmt.Sprintf("n%d", i), disk: newSimDisk(opt.DiskSize), md: newMetaDev()}
+		s.nodes[i].md.format(layout)
 	}
 	return s
 }
@@ -195,21 +199,16 @@ func (s *Sim) boot(nd *node) {
 	nd.gen++
 	nd.alive = true
 	nd.trying = false
-	nbits := uint64(s.opt.DiskSize / replication.BlockSize)
-	sb := decodeSuperblock(nd.md.blocks[sbOffset])
-	bm := loadBitmap(nd.md, nbits, nd.bmPages, !sb.Clean)
-	al := newMemAL(s.opt.ALExtents, nd.md)
+	p, err := nd.md.load(s.layout, s.dataSectors, s.opt.ALExtents)
+	if err != nil {
+		s.fail("%s: load metadata: %v", nd.name, err)
+		return
+	}
 	seed := s.rng.Int63()
 	r := rand.New(rand.NewSource(seed))
 	nd.core = replication.NewNode(s.cfg(nd), replication.Options{Rand: func() uint64 { return r.Uint64() &^ 1 }})
 	nd.received = newEpochTracker()
-	err := nd.core.Attach(replication.AttachParams{
-		MaxSectors: uint64(s.opt.DiskSize / 512),
-		Super:      sb,
-		Bitmap:     bm,
-		AL:         al,
-		Format:     memFormat{pages: nd.bmPages},
-	})
+	err = nd.core.Attach(p)
 	if err != nil {
 		s.fail("%s: attach: %v", nd.name, err)
 		return
@@ -283,11 +282,9 @@ func (s *Sim) diskOp(nd *node, op replication.DiskOp) {
 		data := op.Data
 		if op.Op != replication.OpWrite {
 			data = make([]byte, op.Length)
-		} else {
-			data = append([]byte(nil), data...)
 		}
 		nd.received.issued(s, nd, op)
-		if op.Op == replication.OpWrite && len(data) >= 8 {
+		if s.opt.Trace && op.Op == replication.OpWrite && len(data) >= blk {
 			v, _ := versionOf(data[:blk])
 			s.logf("%s: disk write op=%d blocks %d..%d v%d", nd.name, op.ID, op.Offset/blk, (op.Offset+op.Length)/blk-1, v)
 		}
@@ -341,10 +338,7 @@ func (s *Sim) sendMsg(nd *node, m replication.Send) {
 	if b, ok := msg.Packet.(*protocol.Barrier); ok {
 		peer.received.barrier(b)
 	}
-	rsOff := int64(-1)
-	if d, ok := msg.Packet.(*protocol.Data); ok && d.Cmd == protocol.CmdRSDataReply {
-		rsOff = int64(d.Sector) * 512
-	}
+
 	// Per-stream FIFO: deliveries are scheduled in send order with
 	// non-decreasing times.
 	key := nd.id*2 + int(m.Stream) - 1
@@ -354,22 +348,20 @@ func (s *Sim) sendMsg(nd *node, m replication.Send) {
 		if s.connGen != gen || !s.connUp || !peer.alive {
 			return
 		}
-		peer.received.expectRS = rsOff
-		err := peer.core.Receive(m.Stream, msg)
-		peer.received.expectRS = -1
-		if err != nil {
+		if err := peer.core.Receive(m.Stream, msg); err != nil {
 			s.logf("%s: receive %T: %v", peer.name, msg.Packet, err)
 		}
 		s.pump(peer)
 	})
 }
 
-// cloneMsg copies payloads: the network copies, buffers may be reused.
+// cloneMsg copies packet structs (the network copies; the core may keep
+// its own). Data payloads are not copied: their buffers stay untouched
+// until the request they belong to completes.
 func cloneMsg(m protocol.Message) protocol.Message {
 	switch p := m.Packet.(type) {
 	case *protocol.Data:
 		c := *p
-		c.Payload = append([]byte(nil), p.Payload...)
 		m.Packet = &c
 	case *protocol.Bitmap:
 		c := *p
@@ -453,18 +445,26 @@ func sortedKeys(m map[int64]*version) []int64 {
 // version in every 8 bytes.
 func pattern(version uint64, n int64) []byte {
 	b := make([]byte, n)
-	for i := int64(0); i+8 <= n; i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], version)
+	if n < 8 {
+		return b
+	}
+	binary.LittleEndian.PutUint64(b, version)
+	for i := int64(8); i < n; i *= 2 {
+		copy(b[i:], b[:i])
 	}
 	return b
 }
 
 // versionOf returns the version stored in a 4 KiB block (0 for zeroes),
 // or false if the block is torn (mixed versions).
+//
+// It samples the first, a middle and the last word: writes are whole
+// blocks in this model, so a torn block shows up at one of them.
 func versionOf(b []byte) (uint64, bool) {
 	v := binary.LittleEndian.Uint64(b)
-	for i := 8; i+8 <= len(b); i += 8 {
-		if binary.LittleEndian.Uint64(b[i:]) != v {
+	n := len(b) &^ 7
+	for _, i := range [...]int{n/2 - 8, n - 8} {
+		if i > 0 && binary.LittleEndian.Uint64(b[i:]) != v {
 			return 0, false
 		}
 	}

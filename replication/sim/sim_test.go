@@ -11,14 +11,14 @@ import (
 )
 
 var (
-	flagSeeds = flag.Int("sim.seeds", 200, "number of seeds TestSimSeeds runs")
+	flagSeeds = flag.Int("sim.seeds", 20, "number of seeds TestSimSeeds runs")
 	flagSeed  = flag.Int64("seed", -1, "run only this seed, with a trace")
 	flagFirst = flag.Int64("sim.first", 1, "first seed")
 )
 
 // optionsFor derives a run's options from its seed alone.
 func optionsFor(seed int64) Options {
-	o := Options{Seed: seed, Faults: seed%5 != 0, DiskSize: 32 << 20, Duration: 10_000_000}
+	o := Options{Seed: seed, Faults: seed%5 != 0, DiskSize: 16 << 20, Duration: 3_000_000, QueueDepth: 4}
 	switch seed % 3 {
 	case 0:
 		o.Protocol = replication.ProtocolC
@@ -28,6 +28,11 @@ func optionsFor(seed int64) Options {
 		o.Protocol = replication.ProtocolC
 	}
 	o.SkipInitialSync = seed%4 == 1
+	if seed%4 == 3 {
+		// More extents than al-extents (67): writes evict AL extents.
+		o.DiskSize = 320 << 20
+		o.SkipInitialSync = true
+	}
 	return o
 }
 
@@ -43,6 +48,9 @@ func TestSimSeeds(t *testing.T) {
 		if err != nil {
 			t.Log(s.Trace())
 			t.Fatalf("%v", err)
+		}
+		if testing.Verbose() {
+			t.Log(s.Trace())
 		}
 		t.Logf("seed %d: %+v", *flagSeed, res)
 		return
