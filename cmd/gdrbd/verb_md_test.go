@@ -349,3 +349,51 @@ resource r1 {
 	require.NotEqual(t, 0, code)
 	require.Contains(t, errOut, "'r9' not defined")
 }
+
+// On a block device drbdadm-84 itself can run dump-md (it runs drbdmeta
+// without --force): the whole output is identical to gdrbd's except the
+// time stamp line.
+func TestDumpMDEqualsDrbdadm84(t *testing.T) {
+	t.Parallel()
+	drbdadm := tooltest.Require(t, "drbdadm-84")
+	tooltest.Require(t, "drbdmeta")
+	disk := blockdevtest.Loop(t, blockdevtest.TempFile(t, 300<<20))
+	conf := r0Config(t, disk)
+	_, errOut, code := gdrbd(t, conf, "", "create-md", "r0")
+	require.Equal(t, 0, code, errOut)
+	// Give the metadata some content first.
+	d, err := blockdev.Open(disk, blockdev.Options{Direct: true})
+	require.NoError(t, err)
+	md, err := metadata.Open(d, metadata.Internal())
+	require.NoError(t, err)
+	md.SB.LaSizeSect = md.Layout.MaxUsableSectors()
+	md.SB.UUIDs.Current = 0x5C8264059992925F
+	md.SB.Flags |= metadata.FlagConsistent
+	require.NoError(t, md.WriteSuperblock())
+	bm, err := md.ReadBitmap()
+	require.NoError(t, err)
+	bm.SetRange(3, 70000)
+	bm.Set(bm.Len() - 1)
+	require.NoError(t, md.WriteDirtyBitmap(bm))
+	require.NoError(t, d.Close())
+
+	for _, verb := range []string{"dump-md", "get-gi", "show-gi"} {
+		cmd := exec.Command(drbdadm, "-c", conf, verb, "r0")
+		cmd.Env = append(os.Environ(), "__DRBD_NODE__=node1")
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		require.NoError(t, cmd.Run(), e.String())
+		ours, _, code := gdrbd(t, conf, "", verb, "r0")
+		require.Equal(t, 0, code)
+		require.Equal(t, withoutTimestamp(o.String()), withoutTimestamp(ours), verb)
+	}
+}
+
+// withoutTimestamp blanks dump-md's second line ("# 2026-... [unix]").
+func withoutTimestamp(s string) string {
+	lines := strings.SplitN(s, "\n", 3)
+	if len(lines) == 3 && strings.HasPrefix(lines[0], "# DRBD meta data dump") {
+		lines[1] = "# TIME"
+	}
+	return strings.Join(lines, "\n")
+}
