@@ -155,8 +155,8 @@ func ComputeProgress(v *Volume) Progress {
 // SyncProgressLines are the two tab-indented lines /proc/drbd shows while
 // a resync or verify runs:
 //
-//		[==>.................] sync'ed: 18.6% (776076/952288)M
-//		finish: 5:27:02 speed: 40,480 (39,870) K/sec
+//	[==>.................] sync'ed: 18.6% (776076/952288)M
+//	finish: 5:27:02 speed: 40,480 (39,870) K/sec
 //
 // Sizes are in MiB once the resync covers more than 4 GiB, else KiB.
 func SyncProgressLines(v *Volume) string {
