@@ -69,6 +69,7 @@ type JSONConnection struct {
 	ConnectionState string           `json:"connection-state"`
 	PeerRole        string           `json:"peer-role"`
 	Protocol        string           `json:"protocol,omitempty"`
+	LastError       string           `json:"last-error,omitempty"`
 	PeerDevices     []JSONPeerDevice `json:"peer_devices"`
 }
 
@@ -136,6 +137,7 @@ func JSON(vols []Volume) []JSONResource {
 		if first.State.Conn != 0 && first.State.Conn != replication.StandAlone {
 			c := JSONConnection{PeerAddress: first.PeerAddress, LocalAddress: first.LocalAddress,
 				ConnectionState: conn9(connCState(first.State.Conn)), PeerRole: first.State.Peer.String(),
+				LastError:   first.LastError,
 				PeerDevices: []JSONPeerDevice{}}
 			if first.Protocol != 0 {
 				c.Protocol = first.Protocol.String()

@@ -38,6 +38,9 @@ type Volume struct {
 	LocalAddress  string
 	PeerAddress   string
 	NBD           NBD
+	// LastError is the replication core's last error-level event ("" if
+	// none): why a connection keeps failing, for people.
+	LastError string
 }
 
 // NBD describes the volume's NBD front end.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gdrbd/gdrbd/blockdev"
 	"github.com/gdrbd/gdrbd/config"
+	"github.com/gdrbd/gdrbd/control"
 	"github.com/gdrbd/gdrbd/metadata"
 )
 
@@ -43,6 +44,7 @@ func silent(code int) error { return withExit(code, errors.New("")) }
 
 // mdVolume is one volume's metadata location as the configuration gives it.
 type mdVolume struct {
+	env    *cliEnv
 	res    *config.Resource
 	vol    *config.Volume
 	device string // the metadata device
@@ -74,7 +76,7 @@ func mdVolumes(env *cliEnv, args []string) ([]*mdVolume, error) {
 			if v.Disk == "" || v.Disk == "none" {
 				continue // diskless: no metadata
 			}
-			mv := &mdVolume{res: t.Res, vol: v, device: v.MetaDevice()}
+			mv := &mdVolume{env: env, res: t.Res, vol: v, device: v.MetaDevice()}
 			switch {
 			case v.MetaDisk == "internal":
 				mv.loc = metadata.Internal()
@@ -90,11 +92,13 @@ func mdVolumes(env *cliEnv, args []string) ([]*mdVolume, error) {
 }
 
 // volumeBusy is the hook that keeps metadata verbs away from a volume in
-// use. Today it tries an exclusive open of the backing device (O_EXCL on a
-// block device: mounted, DRBD, LVM, another gdrbd; flock on a file); when
-// the daemon exists it must also ask the daemon whether it holds the
-// volume, and this is the one place to add that.
+// use: the daemon holding the resource (as drbdmeta refuses a configured
+// minor), or anything else holding the backing device (an exclusive
+// open: O_EXCL on a block device: mounted, DRBD, LVM; flock on a file).
 func volumeBusy(v *mdVolume) error {
+	if v.env != nil && daemonHolds(v.env, v.res.Name) {
+		return inUseError(v.env, v.res.Name)
+	}
 	d, err := blockdev.Open(v.vol.Disk, blockdev.Options{Exclusive: true})
 	if err != nil {
 		if errors.Is(err, blockdev.ErrBusy) {
@@ -108,6 +112,9 @@ func volumeBusy(v *mdVolume) error {
 // openMD opens the metadata device; modifying verbs check volumeBusy and
 // open it exclusively (except a shared indexed device, as drbdmeta).
 func openMD(v *mdVolume, modify bool) (*blockdev.File, error) {
+	if v.env != nil && daemonHolds(v.env, v.res.Name) {
+		return nil, inUseError(v.env, v.res.Name)
+	}
 	excl := false
 	if modify {
 		if v.device != v.vol.Disk || v.loc.Kind == metadata.KindIndexed {
@@ -474,6 +481,23 @@ func runNewCurrentUUID(env *cliEnv, args []string) error {
 	pos, err := parseVerbFlags(fs, args)
 	if err != nil {
 		return err
+	}
+	// A resource that is up gets its new generation from the daemon
+	// (the kernel's part in drbdadm); offline, the metadata is changed
+	// directly.
+	if _, targets, err := loadTargets(env, pos); err == nil {
+		var up []string
+		for _, t := range targets {
+			if daemonHolds(env, t.Res.Name) {
+				up = append(up, targetArg(t))
+			}
+		}
+		if len(up) > 0 {
+			if len(up) != len(targets) {
+				return usagef("new-current-uuid: some of the resources are up and some are not; name them one at a time")
+			}
+			return adminOp(env, "new-current-uuid", pos, control.OpNewCurrentUUID, func(r *control.Request) { r.ClearBitmap = *clearBM })
+		}
 	}
 	c := newMDCmd(env, false)
 	src := cryptoSource()

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/gdrbd/gdrbd/control"
+)
+
+func init() {
+	register(&verb{
+		Name:    "daemon",
+		Args:    "[--log-file F] [--log-format json|console] [--kernel-nbd=false]",
+		Summary: "run the node's daemon in the foreground (for systemd; `up` starts it detached)",
+		Run:     runDaemon,
+	})
+}
+
+// idleExit is how long a daemon that never got a resource waits before it
+// exits (a `gdrbd up` that died between spawning it and asking it).
+const idleExit = 30 * time.Second
+
+// downAllTimeout bounds the clean shutdown on SIGTERM.
+const downAllTimeout = 60 * time.Second
+
+func runDaemon(env *cliEnv, args []string) error {
+	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
+	logPath := fs.String("log-file", "", "log to this file (default: stderr)")
+	logFormat := fs.String("log-format", "json", "json or console")
+	kernelNBD := fs.Bool("kernel-nbd", os.Getenv("GDRBD_KERNEL_NBD") != "0", "attach /dev/nbdX on promotion when the nbd module exists")
+	readyFD := fs.Int("ready-fd", -1, "write \"ok\" (or the error) to this inherited fd once serving")
+	if _, err := parseVerbFlags(fs, args); err != nil {
+		return err
+	}
+	ready := func(string) {}
+	if *readyFD >= 0 {
+		f := os.NewFile(uintptr(*readyFD), "ready")
+		ready = func(msg string) {
+			fmt.Fprintln(f, msg)
+			f.Close()
+			ready = func(string) {}
+		}
+	}
+	err := daemonMain(env, *logPath, *logFormat, *kernelNBD, func() { ready("ok") })
+	if err != nil {
+		ready("error: " + err.Error())
+	}
+	return err
+}
+
+func newLogger(path, format string) (*zap.Logger, error) {
+	var enc zapcore.Encoder
+	ecfg := zap.NewProductionEncoderConfig()
+	ecfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	switch format {
+	case "json":
+		enc = zapcore.NewJSONEncoder(ecfg)
+	case "console":
+		enc = zapcore.NewConsoleEncoder(ecfg)
+	default:
+		return nil, usagef("daemon: --log-format %q: want json or console", format)
+	}
+	var w zapcore.WriteSyncer = zapcore.Lock(os.Stderr)
+	if path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		w = zapcore.Lock(f)
+	}
+	return zap.New(zapcore.NewCore(enc, w, zap.InfoLevel), zap.ErrorOutput(w)), nil
+}
+
+// daemonMain runs the daemon until SIGTERM/SIGINT, a shutdown request, or
+// the last resource going down.
+func daemonMain(env *cliEnv, logPath, logFormat string, kernelNBD bool, ready func()) error {
+	log, err := newLogger(logPath, logFormat)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // nothing to do about a failed log flush
+	runDir, err := filepath.Abs(env.RunDir)
+	if err != nil {
+		return err
+	}
+	lock, err := runLock(runDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := writePidFile(runDir); err != nil {
+		return err
+	}
+	defer os.Remove(filepath.Join(runDir, pidFile))
+	l, err := control.Listen(socketPath(runDir))
+	if err != nil {
+		return err
+	}
+	d := newDaemon(runDir, nodeName(env), log)
+	d.kernelNBD = kernelNBD
+	srv := control.NewServer(d, log)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+	log.Info("daemon started", zap.String("run_dir", runDir), zap.String("node", d.node), zap.Int("pid", os.Getpid()))
+	ready()
+
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	marks := time.NewTicker(markStep)
+	defer marks.Stop()
+	idle := time.NewTimer(idleExit)
+	defer idle.Stop()
+	shutdown := func(why string) error {
+		log.Info("daemon stopping", zap.String("why", why))
+		ctx, cancel := context.WithTimeout(context.Background(), downAllTimeout)
+		d.downAll(ctx)
+		cancel()
+		srv.Close()
+		log.Info("daemon stopped")
+		return nil
+	}
+	for {
+		select {
+		case s := <-sig:
+			return shutdown(s.String())
+		case <-d.empty:
+			if d.isEmpty() {
+				return shutdown("no resource left")
+			}
+		case <-idle.C:
+			if d.isEmpty() {
+				return shutdown("idle without resources")
+			}
+		case <-marks.C:
+			d.sampleMarks()
+		case err := <-serveErr:
+			d.downAll(context.Background())
+			return err
+		}
+	}
+}
+
+// ensureDaemon returns once a daemon answers on env's run dir, starting
+// one detached (setsid, own log file) if none runs.
+func ensureDaemon(env *cliEnv) error {
+	sock := socketPath(env.RunDir)
+	if control.Alive(sock, 5*time.Second) {
+		return nil
+	}
+	runDir, err := filepath.Abs(env.RunDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return err
+	}
+	cfgPath, err := filepath.Abs(env.ConfigPath)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logPath := filepath.Join(runDir, logFile)
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	cmd := exec.Command(self, "daemon", "--run-dir", runDir, "--node", nodeName(env), "--config", cfgPath,
+		"--log-file", logPath, "--ready-fd", "3")
+	cmd.Dir = "/"
+	// Panics and runtime errors go to the log too.
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return fmt.Errorf("starting the daemon: %w", err)
+	}
+	pw.Close()
+	pid := cmd.Process.Pid
+	// Not waited for: the daemon outlives this command.
+	_ = cmd.Process.Release()
+	line, rerr := bufio.NewReader(pr).ReadString('\n')
+	line = strings.TrimSpace(line)
+	if line == "ok" {
+		return nil
+	}
+	// Another `up` may have started a daemon at the same moment; the
+	// loser of the lock race reports that, and the winner serves.
+	if control.Alive(sock, 5*time.Second) {
+		return nil
+	}
+	if line == "" && rerr != nil && !errors.Is(rerr, io.EOF) {
+		line = rerr.Error()
+	}
+	if line == "" {
+		line = "exited before it was ready"
+	}
+	return fmt.Errorf("the gdrbd daemon (pid %d) did not start: %s (log: %s)", pid, strings.TrimPrefix(line, "error: "), logPath)
+}
