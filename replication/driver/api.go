@@ -1,8 +1,6 @@
 package driver
 
 import (
-	"errors"
-
 	"go.uber.org/zap"
 
 	"github.com/gdrbd/gdrbd/config"
@@ -58,5 +56,3 @@ type NBDStatus struct {
 	Flushes, Trims    uint64
 	Zeroes, FUA       uint64
 }
-
-var errNotYet = errors.New("driver: not implemented yet")

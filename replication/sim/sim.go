@@ -34,6 +34,8 @@ type Options struct {
 	QueueDepth int
 	// Trace keeps a log of every event (printed when a run fails).
 	Trace bool
+	// Tweak, when set, adjusts each node's configuration (scenario tests).
+	Tweak func(node int, c *replication.Config)
 }
 
 // Result summarises a run.
@@ -62,6 +64,9 @@ type Sim struct {
 	connUp      bool // both sockets established
 	partitioned bool
 	healing     bool // faults stopped: converge
+	rsBytes     int64 // resync payload bytes sent (P_RS_DATA_REPLY)
+	// allowSplitBrain: a scenario promotes both sides of a partition.
+	allowSplitBrain bool
 	layout      metadata.Layout
 	dataSectors uint64
 	// streamTail is the delivery time of the last packet per node and
@@ -130,6 +135,9 @@ func (s *Sim) cfg(nd *node) replication.Config {
 	c.PingIntTicks = 10
 	c.PingTimeoutTicks = 5
 	c.Features = protocol.FeatureTrim | protocol.FeatureWZeroes
+	if s.opt.Tweak != nil {
+		s.opt.Tweak(nd.id, &c)
+	}
 	return c
 }
 
@@ -335,6 +343,9 @@ func (s *Sim) sendMsg(nd *node, m replication.Send) {
 	if d, ok := msg.Packet.(*protocol.Data); ok && d.Cmd == protocol.CmdData {
 		peer.received.sent(d, gen)
 	}
+	if d, ok := msg.Packet.(*protocol.Data); ok && d.Cmd == protocol.CmdRSDataReply {
+		s.rsBytes += int64(len(d.Payload))
+	}
 	if b, ok := msg.Packet.(*protocol.Barrier); ok {
 		peer.received.barrier(b)
 	}
@@ -425,7 +436,14 @@ func (s *Sim) breakConnection(why string) {
 // checkRoles: never two Primaries.
 func (s *Sim) checkRoles() {
 	a, b := s.nodes[0], s.nodes[1]
-	if a.alive && b.alive && a.core.State().Role == replication.RolePrimary && b.core.State().Role == replication.RolePrimary {
+	if !a.alive || !b.alive || a.core.State().Role != replication.RolePrimary || b.core.State().Role != replication.RolePrimary {
+		return
+	}
+	// Split brain on purpose (a scenario promotes both sides of a
+	// partition) is the admin's doing; two Primaries that know of each
+	// other never are, unless allow-two-primaries.
+	connected := a.core.State().Conn >= replication.Connected || b.core.State().Conn >= replication.Connected
+	if !s.allowSplitBrain || (connected && !a.core.Config().AllowTwoPrimaries) {
 		s.fail("two primaries")
 	}
 }

@@ -1,0 +1,344 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/gdrbd/gdrbd/bitmap"
+	"github.com/gdrbd/gdrbd/blockdev"
+	"github.com/gdrbd/gdrbd/metadata"
+	"github.com/gdrbd/gdrbd/replication"
+)
+
+// diskWorkers is the size of the pool that carries out DiskOps: enough to
+// keep several fdatasyncs and reads in flight while writes go on.
+const diskWorkers = 8
+
+// disk is an attached backing device and its metadata device with the
+// goroutines that do their I/O: a pool for DiskOps and one metadata
+// writer. The loop owns the pointer; the goroutines only use the devices
+// and the queues. Closed exactly once, by shutdown.
+type disk struct {
+	data     blockdev.Device
+	meta     blockdev.Device // == data for internal metadata
+	layout   metadata.Layout
+	flushMD  bool
+	ops      *queue[diskJob]
+	metas    *queue[replication.MetaWrite]
+	wg       sync.WaitGroup
+	closed   chan struct{} // closed when the devices are closed
+	shutOnce sync.Once
+}
+
+// diskJob is one DiskOp; recycle says its write buffer came from the
+// driver's pool (a peer's P_DATA payload) and goes back after DiskDone.
+type diskJob struct {
+	op      replication.DiskOp
+	recycle bool
+}
+
+// openDevice opens a backing or metadata device. O_DIRECT is used when
+// the device takes 512-byte aligned writes (what DRBD's sectors need):
+// the NBD kernel client must not recurse into the page cache of the
+// server that serves it. Otherwise the page cache plus fdatasync.
+func openDevice(path string, exclusive bool) (*blockdev.File, error) {
+	f, err := blockdev.Open(path, blockdev.Options{Direct: true, Exclusive: exclusive})
+	if err != nil {
+		return nil, err
+	}
+	if f.Direct() && f.Alignment() > 512 {
+		f.Close()
+		return blockdev.Open(path, blockdev.Options{Exclusive: exclusive})
+	}
+	return f, nil
+}
+
+// loaded is what Attach read from disk, ready for Node.Attach.
+type loaded struct {
+	d      *disk
+	params replication.AttachParams
+	orig   metadata.Superblock // as found, restored if the core refuses
+	md     *metadata.Metadata
+}
+
+// loadDisk opens the volume's devices and its metadata the way drbdadm
+// attach does (drbdmeta apply-al, then the kernel's attach): an unclean
+// superblock (the node crashed or was killed while attached) gets the
+// activity log applied to the bitmap when the node was Primary, and the
+// marks are written out BEFORE any new transaction can overwrite the
+// ring. It returns with the superblock marked unclean (attached).
+func loadDisk(s *settings, log *zap.Logger) (_ *loaded, err error) {
+	v := s.vol
+	if v.Disk == "" || v.Disk == "none" {
+		return nil, fmt.Errorf("driver: attach %s: no backing disk configured (disk none)", s.core.Resource)
+	}
+	data, err := openDevice(v.Disk, true)
+	if err != nil {
+		return nil, fmt.Errorf("driver: attach %s: %w", s.core.Resource, err)
+	}
+	var meta blockdev.Device = data
+	var metaFile *blockdev.File
+	metaPath := v.Disk
+	if s.metaLoc.Kind != metadata.KindInternal {
+		metaPath = v.MetaDisk
+		// Indexed external metadata may be shared with other volumes.
+		metaFile, err = openDevice(v.MetaDisk, s.metaLoc.Kind == metadata.KindFlexExternal)
+		if err != nil {
+			data.Close()
+			return nil, fmt.Errorf("driver: attach %s: meta-disk: %w", s.core.Resource, err)
+		}
+		meta = metaFile
+	}
+	defer func() {
+		if err != nil {
+			data.Close()
+			if metaFile != nil {
+				metaFile.Close()
+			}
+		}
+	}()
+	md, err := metadata.Open(meta, s.metaLoc)
+	if err != nil {
+		if errors.Is(err, metadata.ErrNoMetadata) {
+			return nil, fmt.Errorf("driver: attach %s: no valid meta data found on %s (run create-md): %w", s.core.Resource, metaPath, err)
+		}
+		return nil, fmt.Errorf("driver: attach %s: %w", s.core.Resource, err)
+	}
+	l := md.Layout
+	maxSect := l.MaxUsableSectors()
+	if s.metaLoc.Kind != metadata.KindInternal {
+		maxSect = min(maxSect, uint64(data.Size())/512)
+	}
+	user := uint64(v.DiskOptions.Size)
+	size := attachSize(maxSect, user, md.SB.LaSizeSect)
+	if size == 0 {
+		return nil, fmt.Errorf("driver: attach %s: backing device %s has no room for data", s.core.Resource, v.Disk)
+	}
+	bm := bitmap.ForSectors(size)
+	if n := int64(bm.Pages()) * bitmap.PageBytes; n > l.BitmapAreaBytes() {
+		return nil, fmt.Errorf("driver: attach %s: a bitmap of %d bytes does not fit the %d-byte bitmap area", s.core.Resource, n, l.BitmapAreaBytes())
+	}
+	raw := blockdev.AlignedBuffer(bm.Pages() * bitmap.PageBytes)
+	if _, err := meta.ReadAt(raw, l.BMByteOffset()); err != nil {
+		return nil, fmt.Errorf("driver: attach %s: read bitmap: %w", s.core.Resource, err)
+	}
+	if err := bm.UnmarshalBinary(raw); err != nil {
+		return nil, fmt.Errorf("driver: attach %s: bitmap: %w", s.core.Resource, err)
+	}
+
+	// The ring tells where transaction numbers continue, clean or not:
+	// new transactions must sort after everything still in it.
+	next := uint32(0)
+	rep, repErr := md.ReplayAL()
+	if repErr == nil {
+		next = rep.NextNumber()
+	}
+	if md.CheckAttachable() != nil && md.SB.Flags&metadata.FlagPrimaryInd != 0 {
+		if repErr != nil {
+			return nil, fmt.Errorf("driver: attach %s: unclean meta data and the activity log cannot be applied: %w", s.core.Resource, repErr)
+		}
+		hot := rep.HotExtents()
+		added := metadata.MarkHotExtents(bm, hot)
+		log.Info("applied activity log of an unclean shutdown",
+			zap.Int("extents", len(hot)), zap.Uint64("marked_kib", added*4), zap.Uint32("next_transaction", next))
+		if err := md.WriteDirtyBitmap(bm); err != nil {
+			return nil, fmt.Errorf("driver: attach %s: write applied bitmap: %w", s.core.Resource, err)
+		}
+	} else if md.CheckAttachable() != nil {
+		log.Info("unclean meta data of a Secondary: no activity log to apply")
+	}
+	bm.ClearDirty()
+
+	extents := metadata.ClampALExtents(s.core.ALExtents, l)
+	al, err := metadata.NewActivityLog(metadata.ALConfig{Extents: extents, Layout: l, NextNumber: next})
+	if err != nil {
+		return nil, fmt.Errorf("driver: attach %s: %w", s.core.Resource, err)
+	}
+	orig := md.SB
+	md.SB.ALNrExtents = uint32(extents)
+	// Attached from here on: a crash must make the next attach apply the
+	// activity log, so the unclean mark is durable BEFORE the core can
+	// write its first transaction.
+	if err := md.MarkUnclean(); err != nil {
+		return nil, fmt.Errorf("driver: attach %s: %w", s.core.Resource, err)
+	}
+	d := &disk{
+		data: data, meta: meta, layout: l, flushMD: s.core.MDFlushes,
+		ops: newQueue[diskJob](), metas: newQueue[replication.MetaWrite](),
+		closed: make(chan struct{}),
+	}
+	return &loaded{
+		d:  d,
+		md: md,
+		params: replication.AttachParams{
+			MaxSectors: maxSect, UserSectors: user,
+			Super: md.SB, Layout: l, Bitmap: bm, AL: al,
+		},
+		orig: orig,
+	}, nil
+}
+
+// attachSize is the size the core settles on at attach (Node.Attach):
+// the usable size, limited by the disk option size, and the last agreed
+// size when that is not larger. The bitmap is read for exactly that.
+func attachSize(maxSect, user, la uint64) uint64 {
+	size := maxSect
+	if user != 0 && user < size {
+		size = user
+	}
+	if la != 0 && la <= size {
+		size = la
+	}
+	return size
+}
+
+// abandon restores the superblock as it was found and closes the devices
+// (Node.Attach refused the disk).
+func (ld *loaded) abandon() {
+	ld.md.SB = ld.orig
+	_ = ld.md.WriteSuperblock()
+	ld.d.closeDevices()
+}
+
+func (d *disk) closeDevices() {
+	d.data.Close()
+	if d.meta != d.data {
+		d.meta.Close()
+	}
+}
+
+// start launches the I/O goroutines; done posts a completion to the loop.
+func (d *disk) start(r *Resource) {
+	for range diskWorkers {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			d.work(r)
+		}()
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.writeMeta(r)
+	}()
+}
+
+// shutdown stops the goroutines once their queues are empty and closes
+// the devices. The core has no I/O in flight when it is called (detach
+// finished), or the node is going down hard (crash).
+func (d *disk) shutdown() {
+	d.shutOnce.Do(func() {
+		d.ops.close()
+		d.metas.close()
+		d.wg.Wait()
+		d.closeDevices()
+		close(d.closed)
+	})
+}
+
+// work carries out DiskOps. Each completion goes back to the loop on its
+// own: they are independent and may complete in any order.
+func (d *disk) work(r *Resource) {
+	for {
+		j, ok := d.ops.pop()
+		if !ok {
+			return
+		}
+		data, err := d.do(r, j.op)
+		r.post(func() { r.diskDone(d, j, err, data) })
+	}
+}
+
+// do runs one DiskOp. FUA is the write (or zeroing) followed by
+// fdatasync: the Device contract has nothing finer.
+func (d *disk) do(r *Resource, op replication.DiskOp) ([]byte, error) {
+	switch op.Op {
+	case replication.OpRead:
+		if op.Data != nil {
+			_, err := d.data.ReadAt(op.Data, op.Offset)
+			return nil, err
+		}
+		buf := r.pool.Get(int(op.Length))
+		if _, err := d.data.ReadAt(buf, op.Offset); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	case replication.OpWrite:
+		if _, err := d.data.WriteAt(op.Data, op.Offset); err != nil {
+			return nil, err
+		}
+	case replication.OpTrim:
+		if err := blockdev.Discard(d.data, op.Offset, op.Length); err != nil {
+			return nil, err
+		}
+	case replication.OpWriteZeroes:
+		if err := blockdev.WriteZeroes(d.data, op.Offset, op.Length); err != nil {
+			return nil, err
+		}
+	case replication.OpFlush:
+		return nil, d.data.Flush()
+	default:
+		return nil, fmt.Errorf("driver: unknown disk op %v", op.Op)
+	}
+	if op.FUA {
+		return nil, d.data.Flush()
+	}
+	return nil, nil
+}
+
+// writeMeta is the metadata writer: it writes whatever MetaWrites are
+// queued, makes them durable with one fdatasync (unless md-flushes is
+// off), and only THEN reports MetaDone for each: the core orders the
+// activity log BEFORE the data writes it covers on that promise.
+func (d *disk) writeMeta(r *Resource) {
+	var batch []replication.MetaWrite
+	for {
+		var ok bool
+		batch, ok = d.metas.popAll(batch[:0])
+		if !ok {
+			return
+		}
+		errs := make([]error, len(batch))
+		var sbFlags uint32
+		haveSB := false
+		for i, m := range batch {
+			p := m.Data
+			if !blockdev.IsAligned(p) {
+				p = blockdev.AlignedBuffer(len(m.Data))
+				copy(p, m.Data)
+			}
+			if _, err := d.meta.WriteAt(p, m.Offset); err != nil {
+				errs[i] = fmt.Errorf("driver: write %s at %d: %w", m.What, m.Offset, err)
+				continue
+			}
+			if m.What == "superblock" {
+				if sb, err := metadata.DecodeSuperblock(m.Data); err == nil {
+					sbFlags, haveSB = uint32(sb.Flags), true
+				}
+			}
+		}
+		if d.flushMD {
+			if err := d.meta.Flush(); err != nil {
+				for i := range errs {
+					if errs[i] == nil {
+						errs[i] = fmt.Errorf("driver: flush metadata: %w", err)
+					}
+				}
+			}
+		}
+		done := append([]replication.MetaWrite(nil), batch...)
+		r.post(func() {
+			if haveSB {
+				r.mdFlags = sbFlags
+			}
+			for i, m := range done {
+				if r.disk == d {
+					r.node.MetaDone(m.ID, errs[i])
+				}
+			}
+		})
+	}
+}

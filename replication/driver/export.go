@@ -1,0 +1,347 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gdrbd/gdrbd/blockdev"
+	"github.com/gdrbd/gdrbd/nbd"
+	"github.com/gdrbd/gdrbd/replication"
+)
+
+// The NBD front end: a Primary serves its volume on a unix socket (and on
+// /dev/nbdX when asked); the Resource itself is the nbd.Backend, turning
+// each NBD request into core requests of at most MaxRequestSize.
+
+var _ nbd.Backend = (*Resource)(nil)
+
+// kernelSockets is how many sockets /dev/nbdX gets (the kernel spreads
+// its queues over them; they do not count as users of the device).
+const kernelSockets = 2
+
+// export is a running NBD export. Immutable after startExport published
+// it; the server is safe for concurrent use.
+type export struct {
+	srv       *nbd.Server
+	sock      string
+	kdev      *nbd.KernelDevice
+	kconns    int
+	links     bool
+	kernelWhy string
+	serveDone chan struct{}
+}
+
+// users counts who holds the device besides the kernel's own sockets:
+// NBD socket clients, and whoever has /dev/nbdX open or mounted.
+func (e *export) users() (int, string) {
+	n := max(e.srv.Connections()-e.kconns, 0)
+	var why []string
+	if n > 0 {
+		why = append(why, fmt.Sprintf("%d NBD client(s) on %s", n, e.sock))
+	}
+	if e.kdev != nil {
+		if u, err := nbd.DeviceUsage(e.kdev.Path()); err == nil && u.InUse() {
+			n++
+			why = append(why, e.kdev.Path()+" "+u.String())
+		}
+	}
+	return n, strings.Join(why, "; ")
+}
+
+func (e *export) fill(s *NBDStatus) {
+	s.Socket = e.sock
+	if e.kdev != nil {
+		s.Device = e.kdev.Path()
+	}
+	s.KernelUnavailable = e.kernelWhy
+	st := e.srv.Stats()
+	s.Clients = max(st.Connections-e.kconns, 0)
+	s.Reads, s.Writes, s.Flushes = uint64(st.Reads), uint64(st.Writes), uint64(st.Flushes)
+	s.Trims, s.Zeroes, s.FUA = uint64(st.Trims), uint64(st.Zeroes), uint64(st.FUA)
+}
+
+// socketPath is `# gdrbd: nbd-socket` or RunDir/<res>.nbd.
+func (r *Resource) socketPath() string {
+	if p := r.opts.Config.Ext.NBDSocket; p != "" {
+		return p
+	}
+	dir := r.opts.RunDir
+	if dir == "" {
+		dir = "/run/gdrbd"
+	}
+	return filepath.Join(dir, r.set.core.Resource+".nbd")
+}
+
+// kernelIndex is the N of `# gdrbd: nbd-device /dev/nbdN`, or -1 (any).
+func (r *Resource) kernelIndex() int {
+	p := r.opts.Config.Ext.NBDDevice
+	if n, err := strconv.Atoi(strings.TrimPrefix(p, "/dev/nbd")); err == nil && strings.HasPrefix(p, "/dev/nbd") {
+		return n
+	}
+	return -1
+}
+
+// startExport serves the volume after a promotion.
+func (r *Resource) startExport(ctx context.Context) error {
+	var size int64
+	if err := r.call(ctx, func() { size = r.node.Size() }); err != nil {
+		return err
+	}
+	r.exportSize.Store(size)
+	name := r.set.core.Resource
+	srv, err := nbd.NewServer(nbd.Config{Backend: r, Name: name, Description: "gdrbd resource " + name, Logger: r.log.Named("nbd")})
+	if err != nil {
+		return fmt.Errorf("driver: export %s: %w", name, err)
+	}
+	path := r.socketPath()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("driver: export %s: %w", name, err)
+	}
+	ln, err := nbd.ListenUnix(path)
+	if err != nil {
+		return fmt.Errorf("driver: export %s: %w", name, err)
+	}
+	exp := &export{srv: srv, sock: path, serveDone: make(chan struct{})}
+	go func() {
+		defer close(exp.serveDone)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, nbd.ErrServerClosed) {
+			r.log.Error("nbd server stopped", zap.Error(err))
+		}
+	}()
+	if r.opts.KernelNBD {
+		bs := uint32(4096)
+		if srv.Size()%4096 != 0 {
+			bs = 512
+		}
+		kd, err := nbd.Attach(ctx, srv, nbd.AttachOptions{Index: r.kernelIndex(), Connections: kernelSockets, BlockSize: bs, Logger: r.log.Named("nbd")})
+		switch {
+		case errors.Is(err, nbd.ErrNoKernelNBD):
+			exp.kernelWhy = "kernel NBD unavailable: " + err.Error()
+			r.log.Warn("serving the NBD socket only", zap.String("why", exp.kernelWhy))
+		case err != nil:
+			exp.kernelWhy = "kernel NBD attach failed: " + err.Error()
+			r.log.Warn("serving the NBD socket only", zap.String("why", exp.kernelWhy))
+		default:
+			exp.kdev, exp.kconns = kd, kernelSockets
+			if r.set.vol.Device != "" {
+				if err := nbd.LinkDRBD(r.devDir, kd.Path(), r.set.vol.Minor, name, r.set.vol.Number); err != nil {
+					r.log.Warn("cannot link the DRBD device names", zap.Error(err))
+				} else {
+					exp.links = true
+				}
+			}
+		}
+	}
+	r.kernelConns.Store(int32(exp.kconns))
+	r.mu.Lock()
+	r.export = exp
+	r.mu.Unlock()
+	r.srv.Store(srv)
+	r.log.Info("exporting the device", zap.String("socket", path), zap.Int64("size", srv.Size()),
+		zap.String("kernel_device", func() string {
+			if exp.kdev != nil {
+				return exp.kdev.Path()
+			}
+			return ""
+		}()))
+	return nil
+}
+
+// stopExport fences the export (new requests fail with reason), waits for
+// requests at the backend, and closes it.
+func (r *Resource) stopExport(ctx context.Context, exp *export, reason error) error {
+	exp.srv.Refuse(reason)
+	if err := exp.srv.Drain(ctx); err != nil {
+		exp.srv.Refuse(nil)
+		return fmt.Errorf("driver: %s: %w", r.set.core.Resource, err)
+	}
+	r.closeExport(exp)
+	return nil
+}
+
+// closeExport detaches the kernel device, removes the links and closes
+// the server and its socket.
+func (r *Resource) closeExport(exp *export) {
+	if exp.kdev != nil {
+		if exp.links {
+			if err := nbd.UnlinkDRBD(r.devDir, exp.kdev.Path(), r.set.vol.Minor, r.set.core.Resource, r.set.vol.Number); err != nil {
+				r.log.Warn("cannot remove the DRBD device names", zap.Error(err))
+			}
+		}
+		if err := exp.kdev.Detach(); err != nil {
+			r.log.Warn("kernel NBD detach failed", zap.Error(err))
+		}
+	}
+	_ = exp.srv.Close()
+	<-exp.serveDone
+	r.srv.Store(nil)
+	r.kernelConns.Store(0)
+	r.mu.Lock()
+	if r.export == exp {
+		r.export = nil
+	}
+	r.mu.Unlock()
+	r.log.Info("export closed", zap.String("socket", exp.sock))
+}
+
+// autoTeardown closes the export after the core demoted on its own
+// (split-brain recovery gave up the Primary role): requests already fail
+// as read-only; clients are told to go.
+func (r *Resource) autoTeardown() {
+	r.admin.Lock()
+	defer r.admin.Unlock()
+	defer r.post(func() { r.autoTearing = false })
+	var role replication.Role
+	if err := r.call(context.Background(), func() { role = r.node.State().Role }); err != nil || role == replication.RolePrimary {
+		return
+	}
+	r.mu.Lock()
+	exp := r.export
+	r.mu.Unlock()
+	if exp == nil {
+		return
+	}
+	r.log.Warn("no longer Primary: closing the NBD export")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	exp.srv.Refuse(nbd.ErrReadOnly)
+	_ = exp.srv.Drain(ctx)
+	r.closeExport(exp)
+}
+
+// ---- nbd.Backend ----
+
+// ioCall is one backend call split into core requests; the loop owns it.
+type ioCall struct {
+	left int
+	err  error
+	done chan error // buffered: the loop never blocks on it
+}
+
+// complete records a core Completion (on the loop).
+func (r *Resource) complete(cp replication.Completion) {
+	c := r.calls[cp.ID]
+	if c == nil {
+		return
+	}
+	delete(r.calls, cp.ID)
+	c.left--
+	if cp.Err != nil && c.err == nil {
+		c.err = backendErr(cp.Err)
+	}
+	if c.left == 0 {
+		c.done <- c.err
+	}
+}
+
+// backendErr maps core errors onto the errors the NBD server translates.
+func backendErr(err error) error {
+	switch {
+	case errors.Is(err, replication.ErrNotPrimary):
+		return fmt.Errorf("%w: %w", nbd.ErrReadOnly, err)
+	case errors.Is(err, replication.ErrOutOfRange):
+		return fmt.Errorf("%w: %w", blockdev.ErrOutOfRange, err)
+	}
+	return err
+}
+
+// io proposes [off, off+length) in pieces of at most limit bytes and
+// waits for all of them; the first error wins. data (reads and writes)
+// is used in place, never copied: the core is done with it when the last
+// piece completed, before io returns.
+func (r *Resource) io(op replication.Op, off, length int64, data []byte, fua bool) error {
+	limit := int64(replication.MaxRequestSize)
+	if op == replication.OpTrim || op == replication.OpWriteZeroes {
+		limit = replication.MaxDiscardSize
+	}
+	c := &ioCall{done: make(chan error, 1)}
+	submit := func() {
+		for pos := int64(0); pos < length || (op == replication.OpFlush && pos == 0); {
+			n := min(length-pos, limit)
+			req := replication.Request{ID: r.nextReq, Op: op, Offset: off + pos, Length: n, FUA: fua}
+			r.nextReq++
+			if data != nil {
+				req.Data = data[pos : pos+n]
+			}
+			if err := r.node.Propose(req); err != nil {
+				if c.err == nil {
+					c.err = backendErr(err)
+				}
+			} else {
+				r.calls[req.ID] = c
+				c.left++
+			}
+			if op == replication.OpFlush {
+				break
+			}
+			pos += n
+		}
+		if c.left == 0 {
+			c.done <- c.err
+		}
+	}
+	r.ensureLoop()
+	if !r.post(submit) {
+		return fmt.Errorf("%w: %w", nbd.ErrShutdown, ErrDown)
+	}
+	select {
+	case err := <-c.done:
+		return err
+	case <-r.done:
+		return fmt.Errorf("%w: %w", nbd.ErrShutdown, ErrDown)
+	}
+}
+
+// Size is the size exported (fixed at promotion).
+func (r *Resource) Size() int64 { return r.exportSize.Load() }
+
+// ReadAt reads p at off through the core (from the local disk, or from
+// the peer when the local copy is not UpToDate).
+func (r *Resource) ReadAt(_ context.Context, p []byte, off int64) error {
+	return r.io(replication.OpRead, off, int64(len(p)), p, false)
+}
+
+// WriteAt replicates p to off; with fua it returns once the write is
+// durable on every disk.
+func (r *Resource) WriteAt(_ context.Context, p []byte, off int64, fua bool) error {
+	return r.io(replication.OpWrite, off, int64(len(p)), p, fua)
+}
+
+// Flush makes every completed write durable on both disks.
+func (r *Resource) Flush(context.Context) error {
+	return r.io(replication.OpFlush, 0, 0, nil, false)
+}
+
+// Trim discards the range locally and on the peer.
+func (r *Resource) Trim(ctx context.Context, off, length int64, fua bool) error {
+	if err := r.io(replication.OpTrim, off, length, nil, false); err != nil {
+		return err
+	}
+	if fua {
+		return r.Flush(ctx)
+	}
+	return nil
+}
+
+// WriteZeroes zeroes the range on both disks. A FAST_ZERO request is
+// refused: the peer may have to write the zeroes.
+func (r *Resource) WriteZeroes(ctx context.Context, off, length int64, opt nbd.ZeroOptions) error {
+	if opt.Fast {
+		return fmt.Errorf("%w: replicated zeroing", nbd.ErrNotFast)
+	}
+	if err := r.io(replication.OpWriteZeroes, off, length, nil, false); err != nil {
+		return err
+	}
+	if opt.FUA {
+		return r.Flush(ctx)
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+package sim
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gdrbd/gdrbd/replication"
+	"github.com/stretchr/testify/require"
+)
+
+// Scenario tests drive the two simulated nodes step by step, each checking
+// one behaviour DRBD users rely on. They share the simulator's invariant
+// checks (two primaries, epochs in order, ...).
+
+// scenario builds a quiet cluster (no random workload, no random faults)
+// and boots both nodes.
+func scenario(t *testing.T, tweak func(int, *replication.Config)) *Sim {
+	t.Helper()
+	s := New(Options{Seed: 1, DiskSize: 16 << 20, Trace: true, Tweak: tweak})
+	s.allowSplitBrain = true
+	s.boot(s.nodes[0])
+	s.boot(s.nodes[1])
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(s.Trace())
+		}
+	})
+	return s
+}
+
+func (s *Sim) waitFor(t *testing.T, what string, limitUS int64, cond func() bool) {
+	t.Helper()
+	s.runUntil(s.now+limitUS, cond)
+	require.NoError(t, s.err)
+	require.Truef(t, cond(), "timed out waiting for %s: %s / %s", what, s.state(s.nodes[0]), s.state(s.nodes[1]))
+}
+
+// adminErr runs an admin command and returns its result once it is known.
+func (s *Sim) adminErr(nd *node, f func(done func(error))) error {
+	var res error
+	got := false
+	f(func(err error) { res, got = err, true })
+	s.pump(nd)
+	s.runUntil(s.now+2_000_000, func() bool { return got })
+	return res
+}
+
+// connectedPair: both nodes UpToDate/UpToDate, n0 Primary (skip initial sync).
+func (s *Sim) connectedPair(t *testing.T) {
+	t.Helper()
+	a, b := s.nodes[0], s.nodes[1]
+	s.waitFor(t, "connection", 2_000_000, func() bool { return bothConnected(a, b) })
+	require.NoError(t, s.adminErr(a, func(d func(error)) { a.core.NewCurrentUUID(true, d) }))
+	s.waitFor(t, "UpToDate", 2_000_000, func() bool { return upToDate(a) && upToDate(b) })
+	require.NoError(t, s.adminErr(a, func(d func(error)) { a.core.Primary(false, d) }))
+}
+
+// write issues one application write on nd and waits for its completion.
+func (s *Sim) write(t *testing.T, nd *node, block int64, blocks int64, version uint64) {
+	t.Helper()
+	if nd.app == nil {
+		nd.app = &app{inflight: map[uint64]*appReq{}, sinceFlush: map[int64]uint64{}, stopped: true}
+	}
+	a := nd.app
+	a.nextID++
+	id := a.nextID
+	q := &appReq{op: replication.OpWrite, off: block * blk, length: blocks * blk, version: version, data: pattern(version, blocks*blk)}
+	for b := block; b < block+blocks; b++ {
+		s.model.written(b, version)
+	}
+	a.inflight[id] = q
+	require.NoError(t, nd.core.Propose(replication.Request{ID: id, Op: replication.OpWrite, Offset: q.off, Length: q.length, Data: q.data}))
+	s.pump(nd)
+	s.waitFor(t, "write completion", 2_000_000, func() bool { _, pending := a.inflight[id]; return !pending })
+}
+
+func (s *Sim) traceHas(sub string) bool { return strings.Contains(s.Trace(), sub) }
+
+func TestScenarioWrongSecretIsRefused(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, func(i int, c *replication.Config) {
+		c.CramHMACAlg = "sha1"
+		c.SharedSecret = "right"
+		if i == 1 {
+			c.SharedSecret = "wrong"
+		}
+	})
+	s.runUntil(3_000_000, func() bool { return false })
+	require.NoError(t, s.err)
+	for _, nd := range s.nodes {
+		require.Less(t, nd.core.State().Conn, replication.Connected, "%s connected with a wrong secret", nd.name)
+	}
+	require.True(t, s.traceHas("Authentication of peer failed"), "the refusal is logged")
+}
+
+func TestScenarioRightSecretConnects(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, func(i int, c *replication.Config) { c.CramHMACAlg = "sha256"; c.SharedSecret = "s3cret" })
+	s.waitFor(t, "connection", 2_000_000, func() bool { return bothConnected(s.nodes[0], s.nodes[1]) })
+	require.True(t, s.traceHas("Peer authenticated using 32 bytes HMAC"))
+}
+
+func TestScenarioProtocolMismatchGoesStandAlone(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, func(i int, c *replication.Config) {
+		if i == 1 {
+			c.Protocol = replication.ProtocolA
+		}
+	})
+	s.waitFor(t, "StandAlone", 2_000_000, func() bool {
+		return s.nodes[0].core.State().Conn == replication.StandAlone || s.nodes[1].core.State().Conn == replication.StandAlone
+	})
+	require.True(t, s.traceHas("incompatible protocol settings"))
+}
+
+func TestScenarioPrimaryRefusedWhilePeerIsPrimary(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, nil)
+	s.connectedPair(t)
+	b := s.nodes[1]
+	err := s.adminErr(b, func(d func(error)) { b.core.Primary(false, d) })
+	require.ErrorIs(t, err, replication.ErrTwoPrimaries)
+	require.Equal(t, replication.RoleSecondary, b.core.State().Role)
+}
+
+func TestScenarioTwoPrimariesWhenAllowed(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, func(i int, c *replication.Config) { c.AllowTwoPrimaries = true })
+	s.connectedPair(t)
+	b := s.nodes[1]
+	require.NoError(t, s.adminErr(b, func(d func(error)) { b.core.Primary(false, d) }))
+	require.Equal(t, replication.RolePrimary, b.core.State().Role)
+	require.Equal(t, replication.RolePrimary, b.core.State().Peer)
+}
+
+// After a disconnect only the blocks written meanwhile travel.
+func TestScenarioResyncCopiesOnlyChangedBlocks(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, nil)
+	s.connectedPair(t)
+	a, b := s.nodes[0], s.nodes[1]
+	require.NoError(t, b.core.Disconnect())
+	s.pump(b)
+	s.waitFor(t, "primary alone", 2_000_000, func() bool { return a.core.State().Conn == replication.WFConnection })
+	s.write(t, a, 10, 3, 1001)
+	s.write(t, a, 2000, 5, 1002)
+	s.write(t, a, 11, 1, 1003) // overlaps: 8 distinct blocks
+	require.Equal(t, int64(8*blk), a.core.OutOfSync())
+	s.rsBytes = 0
+	require.NoError(t, b.core.Connect(false))
+	s.pump(b)
+	s.waitFor(t, "resync", 5_000_000, func() bool { return upToDate(a) && upToDate(b) })
+	require.Equal(t, int64(8*blk), s.rsBytes, "resync bytes equal the out-of-sync bytes")
+	s.checkConverged()
+	require.NoError(t, s.err)
+}
+
+// Both sides written while apart: split brain, nothing overwritten without
+// a policy; discard-my-data on the victim resyncs only the divergent
+// blocks.
+func TestScenarioSplitBrainManualRecovery(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, nil)
+	s.connectedPair(t)
+	a, b := s.nodes[0], s.nodes[1]
+	s.partition(2_000_000)
+	s.waitFor(t, "partition noticed", 2_000_000, func() bool {
+		return a.core.State().Conn == replication.WFConnection && b.core.State().Conn == replication.WFConnection
+	})
+	require.NoError(t, s.adminErr(b, func(d func(error)) { b.core.Primary(false, d) }))
+	s.write(t, a, 100, 2, 2001)
+	s.write(t, b, 300, 4, 2002)
+	s.waitFor(t, "split brain", 5_000_000, func() bool { return s.traceHas("Split-Brain detected but unresolved, dropping connection!") })
+	s.waitFor(t, "standalone", 2_000_000, func() bool {
+		return a.core.State().Conn == replication.StandAlone || b.core.State().Conn == replication.StandAlone
+	})
+	// Nothing was overwritten: each side still has its own write.
+	v, _ := versionOf(b.disk.read(300*blk, blk))
+	require.Equal(t, uint64(2002), v)
+	v, _ = versionOf(a.disk.read(100*blk, blk))
+	require.Equal(t, uint64(2001), v)
+	// Manual recovery: b is the victim.
+	for _, nd := range s.nodes {
+		if nd.core.State().Conn != replication.StandAlone {
+			require.NoError(t, nd.core.Disconnect())
+			s.pump(nd)
+		}
+	}
+	require.NoError(t, s.adminErr(b, func(d func(error)) { b.core.Secondary(d) }))
+	s.rsBytes = 0
+	require.NoError(t, b.core.Connect(true))
+	s.pump(b)
+	require.NoError(t, a.core.Connect(false))
+	s.pump(a)
+	s.waitFor(t, "resync after split brain", 5_000_000, func() bool { return upToDate(a) && upToDate(b) })
+	require.Equal(t, int64(6*blk), s.rsBytes, "only the divergent blocks travel")
+	v, _ = versionOf(b.disk.read(300*blk, blk))
+	require.Equal(t, uint64(0), v, "the victim's change was discarded")
+	v, _ = versionOf(b.disk.read(100*blk, blk))
+	require.Equal(t, uint64(2001), v)
+}
+
+// discard-zero-changes: only one side wrote; it wins automatically.
+func TestScenarioSplitBrainAutoDiscardZeroChanges(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, func(i int, c *replication.Config) { c.AfterSB0Pri = replication.ASBDiscardZeroChanges })
+	s.connectedPair(t)
+	a, b := s.nodes[0], s.nodes[1]
+	s.partition(3_000_000)
+	s.waitFor(t, "partition noticed", 2_000_000, func() bool {
+		return a.core.State().Conn == replication.WFConnection && b.core.State().Conn == replication.WFConnection
+	})
+	require.NoError(t, s.adminErr(b, func(d func(error)) { b.core.Primary(false, d) }))
+	s.write(t, a, 7, 1, 3001)
+	require.NoError(t, s.adminErr(a, func(d func(error)) { a.core.Secondary(d) }))
+	require.NoError(t, s.adminErr(b, func(d func(error)) { b.core.Secondary(d) }))
+	s.waitFor(t, "auto recovery", 6_000_000, func() bool { return upToDate(a) && upToDate(b) })
+	require.True(t, s.traceHas("Split-Brain detected, 0 primaries, automatically solved. Sync from this node"))
+	v, _ := versionOf(b.disk.read(7*blk, blk))
+	require.Equal(t, uint64(3001), v)
+}
+
+func TestScenarioVerifyFindsAndResyncFixes(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, func(i int, c *replication.Config) { c.VerifyAlg = "sha1" })
+	s.connectedPair(t)
+	a, b := s.nodes[0], s.nodes[1]
+	s.write(t, a, 40, 2, 4001)
+	// Corrupt one block behind DRBD's back.
+	b.disk.write(41*blk, pattern(666, blk), true)
+	require.NoError(t, s.adminErr(a, func(d func(error)) { a.core.StartVerify(d) }))
+	s.waitFor(t, "verify", 10_000_000, func() bool { return upToDate(a) && upToDate(b) && s.traceHas("Online verify done") })
+	require.True(t, s.traceHas("Online verify found 1 4k block out of sync!"))
+	require.Equal(t, int64(blk), a.core.OutOfSync())
+	// disconnect/connect resyncs it, as in DRBD
+	require.NoError(t, b.core.Disconnect())
+	s.pump(b)
+	require.NoError(t, b.core.Connect(false))
+	s.pump(b)
+	s.waitFor(t, "resync", 5_000_000, func() bool { return upToDate(a) && upToDate(b) && a.core.OutOfSync() == 0 })
+	v, _ := versionOf(b.disk.read(41*blk, blk))
+	require.Equal(t, uint64(4001), v)
+}
+
+func TestScenarioInvalidateRemoteResyncsEverything(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, nil)
+	s.connectedPair(t)
+	a, b := s.nodes[0], s.nodes[1]
+	s.write(t, a, 5, 1, 5001)
+	s.rsBytes = 0
+	require.NoError(t, s.adminErr(a, func(d func(error)) { a.core.InvalidateRemote(d) }))
+	s.waitFor(t, "full resync", 10_000_000, func() bool { return upToDate(a) && upToDate(b) && s.rsBytes > 0 })
+	require.Equal(t, int64(s.dataSectors)*512, s.rsBytes)
+}
+
+func TestScenarioPauseResumeSync(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, func(i int, c *replication.Config) { c.ResyncRate = 4096 }) // 4 MiB/s: the sync takes a while
+	a, b := s.nodes[0], s.nodes[1]
+	s.waitFor(t, "connection", 2_000_000, func() bool { return bothConnected(a, b) })
+	require.NoError(t, s.adminErr(a, func(d func(error)) { a.core.Primary(true, d) }))
+	s.waitFor(t, "sync", 2_000_000, func() bool { return a.core.State().Conn == replication.SyncSource })
+	require.NoError(t, a.core.PauseSync())
+	s.pump(a)
+	s.waitFor(t, "paused", 1_000_000, func() bool { return b.core.State().Conn == replication.PausedSyncT })
+	left := b.core.Progress().LeftKiB
+	s.runUntil(s.now+1_000_000, func() bool { return false })
+	require.Equal(t, left, b.core.Progress().LeftKiB, "no progress while paused")
+	require.NoError(t, a.core.ResumeSync())
+	s.pump(a)
+	s.waitFor(t, "done", 20_000_000, func() bool { return upToDate(a) && upToDate(b) })
+}
