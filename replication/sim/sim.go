@@ -63,12 +63,12 @@ type Sim struct {
 	connGen     int  // incarnation of the connection between the nodes
 	connUp      bool // both sockets established
 	partitioned bool
-	healing     bool // faults stopped: converge
+	healing     bool  // faults stopped: converge
 	rsBytes     int64 // resync payload bytes sent (P_RS_DATA_REPLY)
 	// allowSplitBrain: a scenario promotes both sides of a partition.
 	allowSplitBrain bool
-	layout      metadata.Layout
-	dataSectors uint64
+	layout          metadata.Layout
+	dataSectors     uint64
 	// streamTail is the delivery time of the last packet per node and
 	// stream, so streams stay in order.
 	streamTail [4]int64
