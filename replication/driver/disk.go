@@ -302,8 +302,6 @@ func (d *disk) writeMeta(r *Resource) {
 			return
 		}
 		errs := make([]error, len(batch))
-		var sbFlags uint32
-		haveSB := false
 		for i, m := range batch {
 			p := m.Data
 			if !blockdev.IsAligned(p) {
@@ -312,12 +310,6 @@ func (d *disk) writeMeta(r *Resource) {
 			}
 			if _, err := d.meta.WriteAt(p, m.Offset); err != nil {
 				errs[i] = fmt.Errorf("driver: write %s at %d: %w", m.What, m.Offset, err)
-				continue
-			}
-			if m.What == "superblock" {
-				if sb, err := metadata.DecodeSuperblock(m.Data); err == nil {
-					sbFlags, haveSB = uint32(sb.Flags), true
-				}
 			}
 		}
 		if d.flushMD {
@@ -331,9 +323,6 @@ func (d *disk) writeMeta(r *Resource) {
 		}
 		done := append([]replication.MetaWrite(nil), batch...)
 		r.post(func() {
-			if haveSB {
-				r.mdFlags = sbFlags
-			}
 			for i, m := range done {
 				if r.disk == d {
 					r.node.MetaDone(m.ID, errs[i])

@@ -372,14 +372,19 @@ func receiveFirst(c net.Conn, timeout time.Duration) protocol.Cmd {
 }
 
 // peerConn is an established pair of sockets. The loop owns the pointer
-// and the failed/metaStarted fields; the goroutines use the sockets and
-// queues.
+// and the failed/metaStarted/failReason fields; the goroutines use the
+// sockets, queues and channels.
 type peerConn struct {
 	data, meta   net.Conn
 	dataQ, metaQ *queue[wItem]
-	stop         chan struct{} // closed by close
-	failed       bool
-	metaStarted  bool
+	stop         chan struct{} // closed by closeConn: readers stop waiting
+	// done channels of the writers and readers (metaRDone is closed by
+	// the loop itself when the meta reader was never started).
+	dataWDone, metaWDone chan struct{}
+	dataRDone, metaRDone chan struct{}
+	failed               bool
+	metaStarted          bool
+	failReason           string // first failure seen outside the data reader
 }
 
 // wItem is one entry of a writer's queue: a packet (with the token to
@@ -399,19 +404,35 @@ func (r *Resource) connEstablished(cn *connector, data, meta net.Conn, resolve b
 		return
 	}
 	r.connector = nil
-	c := &peerConn{data: data, meta: meta, dataQ: newQueue[wItem](), metaQ: newQueue[wItem](), stop: make(chan struct{})}
+	c := &peerConn{
+		data: data, meta: meta, dataQ: newQueue[wItem](), metaQ: newQueue[wItem](), stop: make(chan struct{}),
+		dataWDone: make(chan struct{}), metaWDone: make(chan struct{}),
+		dataRDone: make(chan struct{}), metaRDone: make(chan struct{}),
+	}
 	r.conn = c
-	go r.writeSocket(c, c.data, c.dataQ)
-	go r.writeSocket(c, c.meta, c.metaQ)
+	go r.writeSocket(c, replication.DataStream)
+	go r.writeSocket(c, replication.MetaStream)
 	go r.readSocket(c, replication.DataStream, protocol.Dialect{})
 	r.log.Info("connection established", zap.Stringer("data_peer", data.RemoteAddr()),
 		zap.Stringer("meta_peer", meta.RemoteAddr()), zap.Bool("resolve_conflicts", resolve))
 	r.node.Connected(resolve)
 }
 
-// closeConn closes the sockets of the current connection (on the loop).
-// Tokens of packets that never reached a socket are reported as Sent so
-// the core forgets them; it already completed what depended on them.
+// startMetaReader starts reading the meta socket once the dialect is
+// agreed: the peer sends nothing on it before (on the loop).
+func (r *Resource) startMetaReader(c *peerConn, d protocol.Dialect) {
+	if !c.metaStarted {
+		c.metaStarted = true
+		go r.readSocket(c, replication.MetaStream, d)
+	}
+}
+
+// closeConn ends the current connection (on the loop). The core's
+// contract is that Net is carried out after the Ready's messages were
+// handed to the sockets: the writers still send what is queued (a peer
+// that refuses the handshake must see our P_PROTOCOL or P_STATE, not a
+// reset), within ping-timeout, then each socket is shut down for writing
+// and closed once its reader saw the peer's end (or ping-timeout later).
 func (r *Resource) closeConn() {
 	c := r.conn
 	if c == nil {
@@ -420,23 +441,63 @@ func (r *Resource) closeConn() {
 	r.conn = nil
 	c.failed = true
 	close(c.stop)
+	if !c.metaStarted {
+		close(c.metaRDone)
+	}
+	c.dataQ.close()
+	c.metaQ.close()
+	clear(r.peerBufs)
+	deadline := time.Now().Add(r.set.pingTimeo)
+	_ = c.data.SetWriteDeadline(deadline)
+	_ = c.meta.SetWriteDeadline(deadline)
+	go c.shutdown(c.data, c.dataWDone, c.dataRDone, deadline.Add(r.set.pingTimeo))
+	go c.shutdown(c.meta, c.metaWDone, c.metaRDone, deadline.Add(r.set.pingTimeo))
+}
+
+// shutdown closes one socket after its writer finished: FIN after the
+// last packet, then wait for the reader to see the peer's end.
+func (c *peerConn) shutdown(conn net.Conn, wDone, rDone chan struct{}, readDeadline time.Time) {
+	<-wDone
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(readDeadline)
+	<-rDone
+	conn.Close()
+}
+
+// closeConnHard closes the sockets at once (the loop is gone).
+func (c *peerConn) closeHard() {
+	c.dataQ.close()
+	c.metaQ.close()
 	c.data.Close()
 	c.meta.Close()
-	for _, q := range []*queue[wItem]{c.dataQ, c.metaQ} {
-		for _, it := range q.drain() {
-			if it.token != 0 {
-				r.node.Sent(it.token)
-			}
-		}
-	}
-	clear(r.peerBufs)
 }
 
 // connFailed handles a read or write error (on the loop): once per
 // connection, close both sockets and tell the core.
-func (r *Resource) connFailed(c *peerConn, reason string) {
+//
+// NB: a peer that refuses the handshake (protocol mismatch, split brain)
+// sends its verdict's cause and closes both sockets at once. Its P_PROTOCOL
+// or P_STATE may still sit unread on our data socket when the meta reader
+// or a writer notices the close; reporting that first would make this side
+// retry forever instead of reaching the same verdict. So only the data
+// reader's end fails the connection: other failures make it read what is
+// already there, with a deadline of ping-timeout, and then fail with the
+// first reason.
+func (r *Resource) connFailed(c *peerConn, dataReader bool, reason string) {
 	if r.conn != c || c.failed {
 		return
+	}
+	if !dataReader {
+		if c.failReason == "" {
+			c.failReason = reason
+			_ = c.data.SetReadDeadline(time.Now().Add(r.set.pingTimeo))
+		}
+		return
+	}
+	if c.failReason != "" {
+		reason = c.failReason
 	}
 	r.closeConn()
 	r.node.Disconnected(reason)
@@ -460,9 +521,15 @@ func failureReason(op string, err error) string {
 	return fmt.Sprintf("%s: %v", op, err)
 }
 
-// writeSocket sends a socket's packets in queue order. After a failure it
-// reports the error and the tokens of everything not sent.
-func (r *Resource) writeSocket(c *peerConn, conn net.Conn, q *queue[wItem]) {
+// writeSocket sends a socket's packets in queue order until the queue is
+// closed and empty. After a failure it reports the error and the tokens
+// of everything not sent.
+func (r *Resource) writeSocket(c *peerConn, s replication.Stream) {
+	conn, q, done := c.data, c.dataQ, c.dataWDone
+	if s == replication.MetaStream {
+		conn, q, done = c.meta, c.metaQ, c.metaWDone
+	}
+	defer close(done)
 	w := protocol.NewWriter(conn)
 	var batch []wItem
 	var sent []uint64
@@ -480,18 +547,18 @@ func (r *Resource) writeSocket(c *peerConn, conn net.Conn, q *queue[wItem]) {
 				continue
 			}
 			if err := w.WriteMessage(it.msg); err != nil {
-				var left []uint64
+				if errors.Is(err, protocol.ErrInvalidPacket) || errors.Is(err, protocol.ErrDialect) {
+					panic(fmt.Sprintf("driver: core emitted a packet the wire cannot carry: %v", err))
+				}
+				left := sent
 				for _, x := range append(batch[i:], q.drain()...) {
 					if x.token != 0 {
 						left = append(left, x.token)
 					}
 				}
 				reason := failureReason("send", err)
-				if errors.Is(err, protocol.ErrInvalidPacket) || errors.Is(err, protocol.ErrDialect) {
-					panic(fmt.Sprintf("driver: core emitted a packet the wire cannot carry: %v", err))
-				}
 				r.post(func() {
-					r.connFailed(c, reason)
+					r.connFailed(c, false, reason)
 					for _, t := range left {
 						r.node.Sent(t)
 					}
@@ -520,10 +587,11 @@ func (r *Resource) writeSocket(c *peerConn, conn net.Conn, q *queue[wItem]) {
 // P_CONNECTION_FEATURES (the next packet already uses it), and stops
 // reading while the core's receive backlog is at max-buffers.
 func (r *Resource) readSocket(c *peerConn, s replication.Stream, d protocol.Dialect) {
-	conn := c.data
+	conn, done := c.data, c.dataRDone
 	if s == replication.MetaStream {
-		conn = c.meta
+		conn, done = c.meta, c.metaRDone
 	}
+	defer close(done)
 	rd := protocol.NewReader(conn, r.pool.Get)
 	if err := rd.SetDialect(d); err != nil {
 		panic(fmt.Sprintf("driver: invalid dialect: %v", err))
@@ -543,7 +611,7 @@ func (r *Resource) readSocket(c *peerConn, s replication.Stream, d protocol.Dial
 		m, err := rd.ReadMessage()
 		if err != nil {
 			reason := failureReason("receive", err)
-			r.post(func() { r.connFailed(c, reason) })
+			r.post(func() { r.connFailed(c, s == replication.DataStream, reason) })
 			return
 		}
 		if f, ok := m.Packet.(*protocol.ConnectionFeatures); ok && s == replication.DataStream && !rd.Dialect().Agreed() {

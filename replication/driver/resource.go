@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/gdrbd/gdrbd/blockdev"
+	"github.com/gdrbd/gdrbd/metadata"
 	"github.com/gdrbd/gdrbd/nbd"
 	"github.com/gdrbd/gdrbd/replication"
 )
@@ -291,10 +292,7 @@ func (r *Resource) pump() {
 			d := *dialect
 			r.conn.dataQ.push(wItem{dialect: &d})
 			r.conn.metaQ.push(wItem{dialect: &d})
-			if !r.conn.metaStarted {
-				r.conn.metaStarted = true
-				go r.readSocket(r.conn, replication.MetaStream, d)
-			}
+			r.startMetaReader(r.conn, d)
 		}
 		for _, m := range c.msgs {
 			r.sendMsg(m)
@@ -317,6 +315,11 @@ func (r *Resource) pump() {
 			r.stopConnector()
 		}
 		for _, m := range c.metas {
+			if m.What == "superblock" {
+				if sb, err := metadata.DecodeSuperblock(m.Data); err == nil {
+					r.mdFlags = uint32(sb.Flags)
+				}
+			}
 			if r.disk == nil || !r.disk.metas.push(m) {
 				r.node.MetaDone(m.ID, replication.ErrNotAttached)
 			}
@@ -520,7 +523,6 @@ func (r *Resource) Attach(ctx context.Context) error {
 			r.disk = nil
 			return err
 		}
-		r.mdFlags = uint32(ld.params.Super.Flags)
 		ld.d.start(r)
 		return nil
 	})
@@ -727,10 +729,7 @@ func (r *Resource) stop() {
 	if c := r.conn; c != nil {
 		r.conn = nil
 		close(c.stop)
-		c.data.Close()
-		c.meta.Close()
-		c.dataQ.close()
-		c.metaQ.close()
+		c.closeHard()
 	}
 	if d := r.disk; d != nil {
 		r.disk = nil

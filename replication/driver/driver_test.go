@@ -1,0 +1,419 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gdrbd/gdrbd/blockdev/blockdevtest"
+	"github.com/gdrbd/gdrbd/internal/tooltest"
+	"github.com/gdrbd/gdrbd/metadata"
+	"github.com/gdrbd/gdrbd/replication"
+)
+
+// A fresh pair: full initial sync, writes through the NBD backend of the
+// Primary land byte-identical on the Secondary, then the roles swap.
+func TestPairSyncReplicateSwitchover(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{})
+	a, b := nodes[alpha], nodes[bravo]
+	up(t, ctx, nodes)
+	initialSync(t, ctx, nodes)
+
+	st := a.res.Status()
+	require.Equal(t, replication.RolePrimary, st.State.Role)
+	require.Equal(t, replication.RoleSecondary, st.State.Peer)
+	require.True(t, st.Attached)
+	require.NotZero(t, st.UUIDs[0])
+	require.Zero(t, st.Stats.OOS)
+	require.NotEmpty(t, st.NBD.Socket)
+	require.Equal(t, replication.MDFConsistent|replication.MDFWasUpToDate, st.Flags&(replication.MDFConsistent|replication.MDFWasUpToDate))
+	size := st.SizeBytes
+	require.Equal(t, size, a.res.Size())
+
+	// Writes of several sizes, one larger than a core request (split),
+	// one at the very end of the device.
+	writes := []struct {
+		off int64
+		n   int
+	}{{0, 4096}, {8192, 512}, {1 << 20, 3<<20 + 4096}, {size - 8192, 8192}, {5 << 20, 64 << 10}}
+	for i, w := range writes {
+		p := pattern(uint64(i+1), w.n)
+		require.NoError(t, a.res.WriteAt(ctx, p, w.off, i == 1))
+		got := make([]byte, w.n)
+		require.NoError(t, a.res.ReadAt(ctx, got, w.off))
+		require.True(t, bytes.Equal(p, got), "read back write %d", i)
+	}
+	require.NoError(t, a.res.Flush(ctx))
+	// Protocol C: every acknowledged write is on the peer's disk already.
+	requireSameData(t, nodes, size)
+
+	require.NoError(t, a.res.WriteZeroes(ctx, 1<<20, 64<<10, nbdZero(false)))
+	require.NoError(t, a.res.Trim(ctx, 2<<20, 1<<20, true))
+	zero := make([]byte, 64<<10)
+	got := make([]byte, 64<<10)
+	require.NoError(t, a.res.ReadAt(ctx, got, 1<<20))
+	require.Equal(t, zero, got)
+	requireSameData(t, nodes, size)
+
+	// The Secondary refuses I/O as read-only (EPERM for NBD clients).
+	err := b.res.WriteAt(ctx, make([]byte, 4096), 0, false)
+	require.ErrorIs(t, err, replication.ErrNotPrimary)
+
+	// Switch over: demote alpha, promote bravo, write there.
+	require.NoError(t, a.res.Secondary(ctx))
+	require.Empty(t, a.res.Status().NBD.Socket)
+	// As with DRBD, the peer learns of the demotion from P_STATE; promoting
+	// before that is "Multiple primaries not allowed by config".
+	waitState(t, ctx, b, "peer Secondary", func(s Status) bool { return s.State.Peer == replication.RoleSecondary })
+	require.NoError(t, b.res.Primary(ctx, false))
+	waitState(t, ctx, a, "peer Primary", func(s Status) bool { return s.State.Peer == replication.RolePrimary })
+	p := pattern(99, 128<<10)
+	require.NoError(t, b.res.WriteAt(ctx, p, 7<<20, true))
+	requireSameData(t, nodes, size)
+	require.Equal(t, p, a.data(t, size)[7<<20:7<<20+128<<10])
+
+	// Down on both: demote, disconnect, detach clean.
+	require.NoError(t, b.res.Down(ctx))
+	require.NoError(t, a.res.Down(ctx))
+	require.ErrorIs(t, a.res.Attach(ctx), ErrDown)
+	st = a.res.Status()
+	require.Equal(t, replication.StandAlone, st.State.Conn)
+	require.Equal(t, replication.Diskless, st.State.Disk)
+}
+
+// After a disconnect the Primary marks what it writes out of sync; the
+// reconnect resyncs exactly those blocks and nothing else.
+func TestReconnectResyncsOnlyChanges(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{})
+	a, b := nodes[alpha], nodes[bravo]
+	up(t, ctx, nodes)
+	initialSync(t, ctx, nodes)
+
+	require.NoError(t, b.res.Disconnect(ctx))
+	waitState(t, ctx, a, "WFConnection", func(s Status) bool { return s.State.Conn == replication.WFConnection })
+	require.ErrorIs(t, b.res.Disconnect(ctx), replication.ErrAlreadyStandAlone)
+
+	blocks := []int64{3, 17, 18, 1000, 4095, 5000}
+	for i, blk := range blocks {
+		require.NoError(t, a.res.WriteAt(ctx, pattern(uint64(100+i), 4096), blk*4096, false))
+	}
+	require.NoError(t, a.res.WriteAt(ctx, pattern(7, 64<<10), 3<<20, true))
+	oos := uint64(len(blocks))*4 + 64
+	st := a.res.Status()
+	require.Equal(t, oos, st.Stats.OOS)
+	require.Equal(t, replication.DUnknown, st.State.PDsk)
+	require.NotZero(t, st.UUIDs[1], "a Primary that lost its peer starts a new data generation")
+	nsBefore := st.Stats.NS
+	nrBefore := b.res.Status().Stats.NR
+
+	require.NoError(t, b.res.Connect(ctx, false))
+	for _, n := range nodes {
+		waitState(t, ctx, n, "UpToDate/UpToDate", func(s Status) bool { return upToDateBoth(s) && s.Stats.OOS == 0 })
+	}
+	require.Equal(t, oos, a.res.Status().Stats.NS-nsBefore, "bytes sent by the sync source (KiB)")
+	require.Equal(t, oos, b.res.Status().Stats.NR-nrBefore, "bytes received by the sync target (KiB)")
+	require.Equal(t, "sync source", a.res.Status().Progress.Decision)
+	requireSameData(t, nodes, a.res.Size())
+}
+
+// A peer that does not know the shared secret is refused, logged, and
+// retried: the pair never gets past the handshake.
+func TestWrongSharedSecretRefused(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{net: [2]string{
+		`cram-hmac-alg sha1; shared-secret "right";`,
+		`cram-hmac-alg sha1; shared-secret "wrong";`,
+	}})
+	up(t, ctx, nodes)
+	for _, n := range nodes {
+		waitState(t, ctx, n, "authentication failure", func(s Status) bool {
+			return strings.Contains(s.LastError, "Authentication of peer failed")
+		})
+	}
+	for _, n := range nodes {
+		require.True(t, n.logged("Authentication of peer failed"), n.name)
+		for _, e := range n.logs.FilterMessage("state change").All() {
+			require.NotEqual(t, "Connected", e.ContextMap()["new_cs"], "%s got connected", n.name)
+		}
+		// Still trying, as DRBD does after an authentication failure.
+		require.NotEqual(t, replication.StandAlone, n.res.Status().State.Conn)
+	}
+}
+
+// With the same secret the pair authenticates and connects.
+func TestSharedSecretAccepted(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	secret := `cram-hmac-alg sha256; shared-secret "s3cret";`
+	nodes := newPair(t, pairOpts{net: [2]string{secret, secret}})
+	up(t, ctx, nodes)
+	for _, n := range nodes {
+		waitState(t, ctx, n, "Connected", connected)
+		require.True(t, n.logged("Peer authenticated"), n.name)
+	}
+}
+
+// Different replication protocols: both sides give up (StandAlone) with
+// a clear error.
+func TestProtocolMismatchStandAlone(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{protocol: [2]string{"C", "A"}})
+	up(t, ctx, nodes)
+	for _, n := range nodes {
+		st := waitState(t, ctx, n, "StandAlone", func(s Status) bool {
+			return s.State.Conn == replication.StandAlone && s.LastError != ""
+		})
+		require.Contains(t, st.LastError, "incompatible protocol settings", n.name)
+	}
+}
+
+// Real NBD clients against the Primary's socket: nbdinfo sees the
+// export, qemu-io writes and reads a pattern, and the Secondary's disk
+// has it.
+func TestRealNBDClients(t *testing.T) {
+	t.Parallel()
+	nbdinfo := tooltest.Require(t, "nbdinfo")
+	qemuIO := tooltest.Require(t, "qemu-io")
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{})
+	a := nodes[alpha]
+	up(t, ctx, nodes)
+	initialSync(t, ctx, nodes)
+	sock := a.res.Status().NBD.Socket
+	fi, err := os.Stat(sock)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	uri := "nbd+unix:///r0?socket=" + sock
+
+	out, err := exec.CommandContext(ctx, nbdinfo, "--json", uri).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	var info struct {
+		Exports []struct {
+			Size     int64 `json:"export-size"`
+			CanFlush bool  `json:"can_flush"`
+			CanFUA   bool  `json:"can_fua"`
+		} `json:"exports"`
+	}
+	require.NoError(t, json.Unmarshal(out, &info), "%s", out)
+	require.Len(t, info.Exports, 1)
+	require.Equal(t, a.res.Size(), info.Exports[0].Size)
+	require.True(t, info.Exports[0].CanFlush && info.Exports[0].CanFUA)
+
+	out, err = exec.CommandContext(ctx, qemuIO, "-f", "raw",
+		"-c", "write -P 0xab 1m 192k", "-c", "write -P 0xcd -f 4m 8k", "-c", "flush",
+		"-c", "read -P 0xab 1m 192k", "-c", "read -P 0xcd 4m 8k", uri).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NotContains(t, string(out), "Pattern verification failed", "%s", out)
+	require.Contains(t, string(out), "read 196608/196608", "%s", out)
+
+	size := a.res.Size()
+	requireSameData(t, nodes, size)
+	onB := nodes[bravo].data(t, size)
+	require.Equal(t, bytes.Repeat([]byte{0xab}, 192<<10), onB[1<<20:1<<20+192<<10])
+	require.Equal(t, bytes.Repeat([]byte{0xcd}, 8<<10), onB[4<<20:4<<20+8<<10])
+	st := a.res.Status().NBD
+	require.NotZero(t, st.Writes)
+	require.NotZero(t, st.Flushes)
+	require.NotZero(t, st.FUA)
+}
+
+// Secondary is refused while an NBD client is connected, as DRBD refuses
+// while /dev/drbdN is open, and succeeds once it left.
+func TestSecondaryRefusedWhileClientConnected(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{})
+	a := nodes[alpha]
+	up(t, ctx, nodes)
+	initialSync(t, ctx, nodes)
+
+	c, err := net.Dial("unix", a.res.Status().NBD.Socket)
+	require.NoError(t, err)
+	waitState(t, ctx, a, "one NBD client", func(s Status) bool { return s.NBD.Clients == 1 })
+	err = a.res.Secondary(ctx)
+	require.ErrorIs(t, err, replication.ErrDeviceInUse)
+	var se replication.StateErr
+	require.True(t, errors.As(err, &se))
+	require.Equal(t, int32(-12), se.Code())
+	require.Equal(t, "Device is held open by someone", err.Error())
+	require.ErrorIs(t, a.res.Down(ctx), replication.ErrDeviceInUse)
+	require.Equal(t, replication.RolePrimary, a.res.Status().State.Role)
+
+	require.NoError(t, c.Close())
+	waitState(t, ctx, a, "no NBD client", func(s Status) bool { return s.NBD.Clients == 0 })
+	require.NoError(t, a.res.Secondary(ctx))
+	_, err = os.Stat(filepath.Join(a.dir, "r0.nbd"))
+	require.ErrorIs(t, err, os.ErrNotExist, "the socket is removed on demotion")
+}
+
+// The Primary dies without any shutdown (its files are closed as a
+// killed process's would be). Attach finds the metadata unclean, applies
+// the activity log (the extents that had writes in flight), and the
+// reconnect resyncs exactly those extents from the crashed Primary.
+func TestCrashedPrimaryAppliesActivityLog(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{})
+	a, b := nodes[alpha], nodes[bravo]
+	up(t, ctx, nodes)
+	initialSync(t, ctx, nodes)
+
+	// Three 4 MiB extents get hot.
+	for i, off := range []int64{0, 8 << 20, 16<<20 + 4096} {
+		require.NoError(t, a.res.WriteAt(ctx, pattern(uint64(i+50), 64<<10), off, false))
+	}
+	require.GreaterOrEqual(t, a.res.Status().Stats.AL, uint64(1))
+	a.res.stop() // kill -9
+
+	waitState(t, ctx, b, "peer lost", func(s Status) bool { return s.State.Conn == replication.WFConnection })
+	dev, err := os.Open(a.disk)
+	require.NoError(t, err)
+	dev.Close()
+	sb := superblockOf(t, a.disk)
+	require.False(t, sb.Clean(), "the crashed node's metadata is unclean")
+
+	a.res = a.newResource(t, false)
+	require.NoError(t, a.res.Attach(ctx))
+	entries := a.logs.FilterMessage("applied activity log of an unclean shutdown").All()
+	require.Len(t, entries, 1)
+	const marked = 3 * 4096
+	require.EqualValues(t, marked, entries[0].ContextMap()["marked_kib"])
+	st := a.res.Status()
+	require.Equal(t, uint64(marked), st.Stats.OOS)
+	require.NotZero(t, st.Flags&replication.MDFCrashedPrimary, "flags %#x", st.Flags)
+
+	require.NoError(t, a.res.Connect(ctx, false))
+	for _, n := range nodes {
+		waitState(t, ctx, n, "UpToDate/UpToDate", func(s Status) bool { return upToDateBoth(s) && s.Stats.OOS == 0 })
+	}
+	require.Equal(t, uint64(marked), a.res.Status().Stats.NS, "the crashed Primary resynced the applied extents")
+	requireSameData(t, nodes, a.res.Size())
+
+	// A clean down leaves clean metadata.
+	require.NoError(t, a.res.Down(ctx))
+	sb = superblockOf(t, a.disk)
+	require.True(t, sb.Clean())
+}
+
+func superblockOf(t testing.TB, path string) metadata.Superblock {
+	t.Helper()
+	dev, err := blockdevOpen(path)
+	require.NoError(t, err)
+	defer dev.Close()
+	md, err := metadata.Open(dev, metadata.Internal())
+	require.NoError(t, err)
+	return md.SB
+}
+
+// new-current-uuid --clear-bitmap on a fresh connected pair skips the
+// initial sync.
+func TestSkipInitialSync(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{})
+	up(t, ctx, nodes)
+	waitState(t, ctx, nodes[alpha], "Connected", connected)
+	require.NoError(t, nodes[alpha].res.NewCurrentUUID(ctx, true))
+	for _, n := range nodes {
+		st := waitState(t, ctx, n, "UpToDate/UpToDate", upToDateBoth)
+		require.Zero(t, st.Stats.OOS)
+		require.Zero(t, st.Stats.NS)
+	}
+	require.NoError(t, nodes[bravo].res.Primary(ctx, false))
+	require.NoError(t, nodes[bravo].res.WriteAt(ctx, pattern(3, 8192), 0, true))
+	require.Equal(t, pattern(3, 8192), nodes[alpha].data(t, 8192))
+}
+
+// Handlers run with the environment drbdadm 8.4 gives them.
+func TestHandlerEnvironment(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	out := filepath.Join(t.TempDir(), "env.txt")
+	nodes := newPair(t, pairOpts{handlers: [2]string{"", `before-resync-target "env > ` + out + `.tmp && mv ` + out + `.tmp ` + out + `";`}})
+	b := nodes[bravo]
+	up(t, ctx, nodes)
+	initialSync(t, ctx, nodes)
+	require.Eventually(t, func() bool { return len(b.logs.FilterMessage("handler finished").All()) > 0 }, 30*time.Second, 20*time.Millisecond)
+	env, err := os.ReadFile(out)
+	require.NoError(t, err)
+	for _, want := range []string{
+		"DRBD_RESOURCE=r0", "DRBD_MINOR=7", "DRBD_VOLUME=0", "DRBD_PEER_ADDRESS=127.0.0.1", "DRBD_PEER_AF=ipv4",
+		"DRBD_PEER=alpha", "DRBD_LL_DISK=" + b.disk, "DRBD_BACKING_DEV=" + b.disk, "DRBD_CONF=drbd.conf", "HOME=/",
+	} {
+		require.Contains(t, strings.Split(string(env), "\n"), want)
+	}
+	require.EqualValues(t, 0, b.logs.FilterMessage("handler finished").All()[0].ContextMap()["exit_code"])
+}
+
+// With KernelNBD, a host without the nbd module says why there is no
+// /dev/nbdX and never shows a path; with the module the device, its
+// DRBD-style links and their removal on demotion are checked.
+func TestKernelNBDStatus(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{kernelNBD: true})
+	a := nodes[alpha]
+	up(t, ctx, nodes)
+	initialSync(t, ctx, nodes)
+	st := a.res.Status().NBD
+	require.NotEmpty(t, st.Socket)
+	link := filepath.Join(a.dir, "dev", "drbd7")
+	if st.Device == "" {
+		require.True(t, strings.HasPrefix(st.KernelUnavailable, "kernel NBD"), st.KernelUnavailable)
+		_, err := os.Lstat(link)
+		require.ErrorIs(t, err, os.ErrNotExist)
+	} else {
+		require.Empty(t, st.KernelUnavailable)
+		require.True(t, strings.HasPrefix(st.Device, "/dev/nbd"), st.Device)
+		dst, err := os.Readlink(link)
+		require.NoError(t, err)
+		require.Equal(t, st.Device, dst)
+		require.Zero(t, st.Clients, "the kernel's own sockets are not clients")
+	}
+	require.NoError(t, a.res.Secondary(ctx))
+	_, err := os.Lstat(link)
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// Loop devices as backing disks: block devices, O_DIRECT, exclusive open.
+func TestLoopDevices(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	var disks [2]string
+	for i := range disks {
+		disks[i] = blockdevtest.Loop(t, tempDisk(t, 24<<20))
+	}
+	nodes := newPair(t, pairOpts{disks: disks})
+	up(t, ctx, nodes)
+	initialSync(t, ctx, nodes)
+	a := nodes[alpha]
+	require.NoError(t, a.res.WriteAt(ctx, pattern(5, 1<<20), 2<<20, true))
+	requireSameData(t, nodes, a.res.Size())
+	// The backing device is held exclusively while attached.
+	_, err := blockdevOpenExclusive(disks[alpha])
+	require.Error(t, err)
+	for _, n := range nodes {
+		require.NoError(t, n.res.Down(ctx))
+	}
+	f, err := blockdevOpenExclusive(disks[alpha])
+	require.NoError(t, err)
+	f.Close()
+}
+
+var _ = context.Background
