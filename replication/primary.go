@@ -107,14 +107,19 @@ func (n *Node) localUsableForWrite() bool {
 	return n.ldev != nil && !n.ldev.detaching && n.st.Disk >= Inconsistent
 }
 
-// replicating reports whether writes are mirrored to the peer now
-// (DRBD's drbd_should_do_remote).
+// replicating reports whether writes are mirrored to the peer now. It is
+// DRBD's drbd_should_do_remote, and also mirrors to a connected
+// Inconsistent peer outside a resync: DRBD would only mark such writes out
+// of sync, and when the peer's disk then turns UpToDate without a resync
+// (new-current-uuid --clear-bitmap racing with the peer's state report)
+// those bits would stay behind an UpToDate/UpToDate pair until the next
+// reconnect. Mirroring them costs nothing and leaves no bits behind.
 func (n *Node) replicating() bool {
 	s := n.st
 	if n.peer == nil || !n.peer.socketsUp || s.Conn < Connected {
 		return false
 	}
-	return s.PDsk == UpToDate || (s.PDsk >= Inconsistent && s.Conn >= WFBitMapT && s.Conn < Ahead)
+	return s.PDsk == UpToDate || (s.PDsk >= Inconsistent && s.Conn < Ahead && s.Conn != WFBitMapS)
 }
 
 // sendsOutOfSync reports whether writes that are not mirrored are

@@ -494,8 +494,14 @@ func (s *Sim) runUntil(limit int64, cond func() bool) {
 		}
 		s.now = e.at
 		e.fn()
+		if s.events++; s.events > maxEvents {
+			s.fail("runaway: more than %d events (livelock?)", maxEvents)
+		}
 	}
 }
+
+// maxEvents bounds one run: a livelock fails the seed instead of hanging.
+const maxEvents = 20_000_000
 
 func (s *Sim) tick() {
 	for _, nd := range s.nodes {
@@ -590,8 +596,11 @@ func (s *Sim) crash(nd *node, dur int64) {
 // failover promotes the survivor and checks it has every acknowledged
 // write: NO SINGLE FAILURE LOSES AN ACKNOWLEDGED WRITE.
 func (s *Sim) failover(nd *node) {
-	if !nd.alive {
+	if !nd.alive || s.healing {
 		return
+	}
+	if o := s.other(nd); o.alive && o.core.State().Role == replication.RolePrimary {
+		return // the old primary is back and primary again
 	}
 	st := nd.core.State()
 	if st.Disk != replication.UpToDate {

@@ -65,6 +65,7 @@ type Sim struct {
 	partitioned bool
 	healing     bool  // faults stopped: converge
 	rsBytes     int64 // resync payload bytes sent (P_RS_DATA_REPLY)
+	events      int   // events processed
 	// allowSplitBrain: a scenario promotes both sides of a partition.
 	allowSplitBrain bool
 	layout          metadata.Layout
