@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gdrbd/gdrbd/protocol"
 	"github.com/gdrbd/gdrbd/replication"
 	"github.com/stretchr/testify/require"
 )
@@ -270,4 +271,143 @@ func TestScenarioPauseResumeSync(t *testing.T) {
 	require.NoError(t, a.core.ResumeSync())
 	s.pump(a)
 	s.waitFor(t, "done", 20_000_000, func() bool { return upToDate(a) && upToDate(b) })
+}
+
+// Checksum-based resync: blocks rewritten with the same content are not
+// copied again.
+func TestScenarioChecksumResyncSkipsEqualBlocks(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, func(i int, c *replication.Config) { c.CsumsAlg = "md5" })
+	s.connectedPair(t)
+	a, b := s.nodes[0], s.nodes[1]
+	s.write(t, a, 50, 4, 6001)
+	require.NoError(t, b.core.Disconnect())
+	s.pump(b)
+	s.waitFor(t, "primary alone", 2_000_000, func() bool { return a.core.State().Conn == replication.WFConnection })
+	s.write(t, a, 50, 4, 6001) // same data again: out of sync, but equal
+	s.write(t, a, 60, 2, 6002) // really different
+	s.rsBytes = 0
+	require.NoError(t, b.core.Connect(false))
+	s.pump(b)
+	s.waitFor(t, "resync", 5_000_000, func() bool { return upToDate(a) && upToDate(b) })
+	require.Equal(t, int64(2*blk), s.rsBytes, "only the changed blocks travel")
+	require.True(t, s.traceHas("66 % had equal checksums"), "DRBD's summary line")
+	s.checkConverged()
+	require.NoError(t, s.err)
+}
+
+// A resync interrupted midway resumes where it stopped: the bits already
+// synced stay clear (they were written out as the bitmap shrank).
+func TestScenarioInterruptedResyncResumes(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, func(i int, c *replication.Config) { c.ResyncRate = 8192 })
+	s.connectedPair(t)
+	a, b := s.nodes[0], s.nodes[1]
+	require.NoError(t, b.core.Disconnect())
+	s.pump(b)
+	s.waitFor(t, "primary alone", 2_000_000, func() bool { return a.core.State().Conn == replication.WFConnection })
+	for i := int64(0); i < 64; i++ {
+		s.write(t, a, i*16, 16, uint64(7000+i)) // 4 MiB out of sync
+	}
+	total := a.core.OutOfSync()
+	require.Equal(t, int64(4<<20), total)
+	s.rsBytes = 0
+	require.NoError(t, b.core.Connect(false))
+	s.pump(b)
+	s.waitFor(t, "resync half way", 5_000_000, func() bool { return s.rsBytes >= total/2 })
+	s.breakConnection("cable pulled")
+	s.waitFor(t, "disconnected", 2_000_000, func() bool { return b.core.State().Conn == replication.WFConnection })
+	left := a.core.OutOfSync()
+	require.Less(t, left, total)
+	require.Greater(t, left, int64(0))
+	before := s.rsBytes
+	s.waitFor(t, "resync finished", 10_000_000, func() bool { return upToDate(a) && upToDate(b) })
+	// Blocks in flight at the cut may travel twice, nothing else.
+	require.LessOrEqual(t, s.rsBytes-before, left+int64(protocol.MaxBIOSize)*4)
+	s.checkConverged()
+	require.NoError(t, s.err)
+}
+
+// A Primary that crashes comes back with its activity log's extents out
+// of sync, the crashed-primary flag travels in the UUIDs, and the
+// reconnect resyncs those extents.
+func TestScenarioCrashedPrimaryResyncsItsActivityLog(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, nil)
+	s.connectedPair(t)
+	a, b := s.nodes[0], s.nodes[1]
+	s.write(t, a, 1030, 2, 8001) // extent 1
+	s.write(t, a, 3000, 1, 8002) // extent 2
+	s.flush(t, a)
+	s.write(t, a, 3001, 1, 8003) // not flushed: may be lost with the cache
+	// Power cut of the Primary (not a failover: the survivor stays
+	// Secondary and the old Primary returns).
+	s.model.crashed = true
+	a.alive = false
+	a.gen++
+	a.disk.crashSorted(s.rng)
+	s.breakConnection("power cut")
+	s.waitFor(t, "survivor notices", 2_000_000, func() bool { return b.core.State().Conn == replication.WFConnection })
+	s.boot(a)
+	require.Equal(t, int64(2*replication.ExtentSize), a.core.OutOfSync(), "both hot extents marked out of sync on attach")
+	s.waitFor(t, "handshake", 2_000_000, func() bool { return s.traceHas("flags:2") })
+	s.waitFor(t, "resync", 5_000_000, func() bool { return upToDate(a) && upToDate(b) })
+	s.checkConverged()
+	require.NoError(t, s.err)
+	for blkNr, want := range map[int64]uint64{1030: 8001, 1031: 8001, 3000: 8002} {
+		for _, nd := range s.nodes {
+			v, _ := versionOf(nd.disk.read(blkNr*blk, blk))
+			require.Equal(t, want, v, "flushed block %d survives the power cut on %s", blkNr, nd.name)
+		}
+	}
+}
+
+// A fixed resync rate (c-plan-ahead 0) is what the resync achieves.
+func TestScenarioFixedResyncRate(t *testing.T) {
+	t.Parallel()
+	const rateKiB = 10 << 10 // 10 MiB/s
+	s := scenario(t, func(i int, c *replication.Config) { c.ResyncRate = rateKiB; c.CPlanAhead = 0 })
+	a, b := s.nodes[0], s.nodes[1]
+	s.waitFor(t, "connection", 2_000_000, func() bool { return bothConnected(a, b) })
+	require.NoError(t, s.adminErr(a, func(d func(error)) { a.core.Primary(true, d) }))
+	s.waitFor(t, "sync start", 2_000_000, func() bool { return b.core.State().Conn == replication.SyncTarget })
+	start := s.now
+	s.waitFor(t, "sync end", 60_000_000, func() bool { return upToDate(a) && upToDate(b) })
+	secs := float64(s.now-start) / 1e6
+	got := float64(s.dataSectors*512) / 1024 / secs
+	require.InEpsilon(t, float64(rateKiB), got, 0.05, "resync ran at %.0f KiB/s, want %d", got, rateKiB)
+}
+
+// The dynamic controller (c-plan-ahead > 0) never exceeds c-max-rate.
+func TestScenarioDynamicControllerHonoursMaxRate(t *testing.T) {
+	t.Parallel()
+	const maxKiB = 20 << 10
+	s := scenario(t, func(i int, c *replication.Config) {
+		c.ResyncRate = 200 << 10 // the seed's "rate 200M" only seeds the controller
+		c.CPlanAhead = 20
+		c.CMaxRate = maxKiB
+	})
+	a, b := s.nodes[0], s.nodes[1]
+	s.waitFor(t, "connection", 2_000_000, func() bool { return bothConnected(a, b) })
+	require.NoError(t, s.adminErr(a, func(d func(error)) { a.core.Primary(true, d) }))
+	s.waitFor(t, "sync start", 2_000_000, func() bool { return b.core.State().Conn == replication.SyncTarget })
+	start := s.now
+	s.waitFor(t, "sync end", 60_000_000, func() bool { return upToDate(a) && upToDate(b) })
+	got := float64(s.dataSectors*512) / 1024 / (float64(s.now-start) / 1e6)
+	require.LessOrEqual(t, got, float64(maxKiB)*1.05, "resync ran at %.0f KiB/s", got)
+	require.Greater(t, got, float64(maxKiB)*0.5, "the controller should get near c-max-rate on an idle link")
+}
+
+// flush issues an application FLUSH on nd and waits for it.
+func (s *Sim) flush(t *testing.T, nd *node) {
+	t.Helper()
+	a := nd.app
+	a.nextID++
+	id := a.nextID
+	q := &appReq{op: replication.OpFlush, covers: a.sinceFlush}
+	a.sinceFlush = map[int64]uint64{}
+	a.inflight[id] = q
+	require.NoError(t, nd.core.Propose(replication.Request{ID: id, Op: replication.OpFlush}))
+	s.pump(nd)
+	s.waitFor(t, "flush completion", 2_000_000, func() bool { _, pending := a.inflight[id]; return !pending })
 }
