@@ -1,0 +1,132 @@
+package replication
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand"
+	"testing"
+
+	"github.com/gdrbd/gdrbd/bitmap"
+	"github.com/gdrbd/gdrbd/metadata"
+	"github.com/gdrbd/gdrbd/protocol"
+)
+
+// fuzzPeer is a Node connected to a peer that said hello properly: the
+// fuzzer's bytes then arrive as the peer's next packets.
+func fuzzPeer(tb testing.TB) *Node {
+	tb.Helper()
+	const size = 64 << 20
+	layout, err := metadata.ComputeLayout(metadata.Internal(), size, 1, 8)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data := uint64(layout.MDOffset+int64(layout.BMOffset)*512) / 512
+	al, err := metadata.NewActivityLog(metadata.ALConfig{Extents: metadata.ALExtentsMin, Layout: layout})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sb := metadata.NewSuperblock(layout, 0)
+	sb.UUIDs.Current = 0xABCD00
+	sb.Flags = metadata.Flags(MDFConsistent | MDFWasUpToDate)
+	r := rand.New(rand.NewSource(1))
+	n := NewNode(DefaultConfig(), Options{Rand: r.Uint64})
+	if err := n.Attach(AttachParams{MaxSectors: data, Super: sb, Layout: layout, Bitmap: bitmap.ForSectors(data), AL: al}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := n.Connect(false); err != nil {
+		tb.Fatal(err)
+	}
+	n.Connected(false)
+	hello := []protocol.Packet{
+		&protocol.ConnectionFeatures{ProtocolMin: 86, ProtocolMax: 101, FeatureFlags: protocol.FeatureTrim | protocol.FeatureWZeroes},
+		&protocol.Protocol{Cmd: protocol.CmdProtocol, Protocol: 3},
+		&protocol.SyncParam{ResyncRate: 250},
+		&protocol.Sizes{DiskSize: data, CurrentSize: data, MaxBIOSize: protocol.MaxBIOSize},
+		&protocol.UUIDs{Current: 0xABCD00 | 1},
+		&protocol.State{State: State{Role: RolePrimary, Peer: RoleSecondary, Conn: Connected, Disk: UpToDate, PDsk: UpToDate}.Pack()},
+	}
+	for _, p := range hello {
+		if err := n.Receive(DataStream, protocol.Message{Packet: p}); err != nil {
+			tb.Fatalf("hello %T: %v", p, err)
+		}
+	}
+	if n.State().Conn != Connected {
+		tb.Fatalf("not connected after hello: %s", n.State())
+	}
+	drain(n)
+	return n
+}
+
+// drain completes every operation the node asked for, successfully.
+func drain(n *Node) {
+	for i := 0; i < 100 && n.HasReady(); i++ {
+		rd := n.Ready()
+		metas := append([]MetaWrite(nil), rd.MetaWrites...)
+		ops := append([]DiskOp(nil), rd.DiskOps...)
+		n.Advance()
+		for _, m := range metas {
+			n.MetaDone(m.ID, nil)
+		}
+		for _, op := range ops {
+			var data []byte
+			if op.Op == OpRead && op.Data == nil {
+				data = make([]byte, op.Length)
+			}
+			n.DiskDone(op.ID, nil, data)
+		}
+	}
+}
+
+// FuzzNodeReceive feeds arbitrary packet streams from a connected peer to
+// the core. It must never panic; a packet it refuses drops the connection
+// (a *protocol error*, never a crash), and everything it asks for stays
+// consistent (every disk op and metadata write completes cleanly).
+func FuzzNodeReceive(f *testing.F) {
+	d := protocol.Dialect{Version: 101, Features: protocol.FeatureTrim | protocol.FeatureWZeroes}
+	seed := func(ps ...protocol.Packet) []byte {
+		var b []byte
+		for _, p := range ps {
+			var err error
+			b, err = protocol.AppendMessage(b, d, protocol.Message{Packet: p})
+			if err != nil {
+				f.Fatal(err)
+			}
+		}
+		return b
+	}
+	f.Add(seed(&protocol.Data{Cmd: protocol.CmdData, Sector: 8, BlockID: 7, SeqNum: 1, Flags: protocol.DPSendWriteAck, Payload: make([]byte, 4096)},
+		&protocol.Barrier{Barrier: 1}))
+	f.Add(seed(&protocol.Trim{Cmd: protocol.CmdTrim, Sector: 0, BlockID: 1, Size: 1 << 20}, &protocol.Barrier{Barrier: 9}))
+	f.Add(seed(&protocol.BlockReq{Cmd: protocol.CmdDataRequest, Sector: 16, BlockID: 3, BlockSize: 4096}))
+	f.Add(seed(&protocol.StateChgReq{Cmd: protocol.CmdStateChgReq, Mask: StateMask{Role: true}.Pack(), Val: State{Role: RolePrimary}.Pack()}))
+	f.Add(seed(&protocol.BlockDesc{Cmd: protocol.CmdOutOfSync, Sector: 64, BlockSize: 8192}, &protocol.UUIDs{Current: 5}))
+	f.Add(seed(&protocol.Data{Cmd: protocol.CmdData, Sector: 1 << 40, BlockID: 7, Payload: make([]byte, 512)}))
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		n := fuzzPeer(t)
+		r := protocol.NewReader(bytes.NewReader(stream), nil)
+		if err := r.SetDialect(d); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 64; i++ {
+			m, err := r.ReadMessage()
+			if err != nil {
+				var pe *protocol.ProtocolError
+				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, &pe) {
+					t.Fatalf("reader: %v", err)
+				}
+				return
+			}
+			s := MetaStream
+			if m.Packet.Command().Socket() == protocol.SocketData {
+				s = DataStream
+			}
+			if err := n.Receive(s, m); err != nil && n.State().Conn >= Connected {
+				t.Fatalf("refused %T but still connected: %v", m.Packet, err)
+			}
+			drain(n)
+			n.Tick()
+			drain(n)
+		}
+	})
+}
