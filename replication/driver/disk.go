@@ -15,7 +15,7 @@ import (
 
 // diskWorkers is the size of the pool that carries out DiskOps: enough to
 // keep several fdatasyncs and reads in flight while writes go on.
-const diskWorkers = 8
+const diskWorkers = 16
 
 // disk is an attached backing device and its metadata device with the
 // goroutines that do their I/O: a pool for DiskOps and one metadata

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/sys/unix"
 
 	"github.com/gdrbd/gdrbd/blockdev"
 	"github.com/gdrbd/gdrbd/config"
@@ -86,6 +87,16 @@ func tempDisk(t testing.TB, size int64) string {
 	require.NoError(t, f.Close())
 	createMD(t, p)
 	return p
+}
+
+// preallocate allocates a backing file's blocks, as a real disk has them
+// (writes into holes of a sparse file cost a block allocation each).
+func preallocate(t testing.TB, path string, size int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, size))
 }
 
 func createMD(t testing.TB, path string) {

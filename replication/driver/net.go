@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -385,6 +387,13 @@ type peerConn struct {
 	failed               bool
 	metaStarted          bool
 	failReason           string // first failure seen outside the data reader
+
+	// closing is set by closeConn; from then on the data writer drops
+	// P_DATA. appMu is held while a P_DATA is being written: its payload
+	// is the application's buffer, which closeConn's completions hand
+	// back.
+	closing atomic.Bool
+	appMu   sync.Mutex
 }
 
 // wItem is one entry of a writer's queue: a packet (with the token to
@@ -441,6 +450,15 @@ func (r *Resource) closeConn() {
 	r.conn = nil
 	c.failed = true
 	close(c.stop)
+	// Requests completed by this connection loss give their buffers back
+	// to the NBD server right after this: no P_DATA may be sending from
+	// one any more. An interrupted P_DATA is fine, the stream is dead.
+	c.closing.Store(true)
+	if !c.appMu.TryLock() {
+		_ = c.data.SetWriteDeadline(time.Now())
+		c.appMu.Lock()
+	}
+	c.appMu.Unlock()
 	if !c.metaStarted {
 		close(c.metaRDone)
 	}
@@ -546,7 +564,16 @@ func (r *Resource) writeSocket(c *peerConn, s replication.Stream) {
 				}
 				continue
 			}
-			if err := w.WriteMessage(it.msg); err != nil {
+			var err error
+			if isAppData(it.msg) {
+				err = c.writeAppData(w, it.msg)
+			} else {
+				err = w.WriteMessage(it.msg)
+			}
+			if errors.Is(err, errDropped) {
+				err = nil
+			}
+			if err != nil {
 				if errors.Is(err, protocol.ErrInvalidPacket) || errors.Is(err, protocol.ErrDialect) {
 					panic(fmt.Sprintf("driver: core emitted a packet the wire cannot carry: %v", err))
 				}
@@ -580,6 +607,26 @@ func (r *Resource) writeSocket(c *peerConn, s replication.Stream) {
 		}
 		clear(batch)
 	}
+}
+
+// errDropped: a P_DATA not sent because its connection is closing.
+var errDropped = errors.New("driver: connection closing")
+
+// isAppData reports whether a packet's payload is an application buffer
+// (P_DATA); other payloads belong to the driver.
+func isAppData(m protocol.Message) bool {
+	d, ok := m.Packet.(*protocol.Data)
+	return ok && d.Cmd == protocol.CmdData
+}
+
+// writeAppData writes a P_DATA unless the connection is closing.
+func (c *peerConn) writeAppData(w *protocol.Writer, m protocol.Message) error {
+	c.appMu.Lock()
+	defer c.appMu.Unlock()
+	if c.closing.Load() {
+		return errDropped
+	}
+	return w.WriteMessage(m)
 }
 
 // readSocket hands a socket's packets to the loop. The data reader
