@@ -43,18 +43,22 @@ func (n *Node) tryPrimary(force bool, try int, mask StateMask, val State, forced
 			n.tryPrimary(force, try+1, mask, val, true, done)
 			return
 		case err == ErrNoUpToDateDisk && n.st.Disk == Consistent && !mask.PDsk:
-			if n.cfg.Fencing == FencingDontCare {
-				mask.Disk, val.Disk = true, UpToDate
+			n.tryOutdatePeer(func(ok bool) {
+				if ok {
+					mask.Disk, val.Disk = true, UpToDate
+				}
 				n.tryPrimary(force, try+1, mask, val, forced, done)
-				return
-			}
+			})
+			return
 		case err == ErrPrimaryNop && !mask.PDsk:
-			if force {
-				n.logf(LevelWarn, "Forced into split brain situation!")
-				mask.PDsk, val.PDsk = true, Outdated
+			n.tryOutdatePeer(func(ok bool) {
+				if !ok && force {
+					n.logf(LevelWarn, "Forced into split brain situation!")
+					mask.PDsk, val.PDsk = true, Outdated
+				}
 				n.tryPrimary(force, try+1, mask, val, forced, done)
-				return
-			}
+			})
+			return
 		}
 		done(err)
 	})

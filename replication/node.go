@@ -80,6 +80,9 @@ type Node struct {
 	// Range locks between resync and writes (see locks.go).
 	locks []*rangeLock
 
+	// handlerWaiters: handlers run with Wait, by Handler ID.
+	handlerWaiters map[uint64]func(exitCode int)
+
 	stats stats
 }
 
@@ -476,10 +479,76 @@ func (n *Node) runHandler(name string, wait bool) uint64 {
 	return id
 }
 
-// HandlerDone reports the exit code of a handler run with Wait.
-func (n *Node) HandlerDone(id uint64, exitCode int) {
-	if n.peer != nil && n.peer.fenceHandler == id {
-		n.peer.fenceHandler = 0
+// runHandlerWait runs a handler and calls done with its exit code.
+func (n *Node) runHandlerWait(name string, done func(exitCode int)) {
+	id := n.runHandler(name, true)
+	if n.handlerWaiters == nil {
+		n.handlerWaiters = map[uint64]func(int){}
 	}
-	_ = exitCode
+	n.handlerWaiters[id] = done
+}
+
+// HandlerDone reports the exit code of a handler run with Wait (a handler
+// that could not be started reports -1).
+func (n *Node) HandlerDone(id uint64, exitCode int) {
+	if f, ok := n.handlerWaiters[id]; ok {
+		delete(n.handlerWaiters, id)
+		f(exitCode)
+	}
+}
+
+// Exit codes of the fence-peer handler (DRBD's enum drbd_fence_peer... P_*).
+const (
+	fencePeerInconsistent = 3
+	fencePeerOutdated     = 4
+	fencePeerDown         = 5
+	fencePeerPrimary      = 6
+	fencePeerStonithed    = 7
+)
+
+// tryOutdatePeer asks the fence-peer handler to outdate an unreachable
+// peer (DRBD's conn_try_outdate_peer) and calls done with whether the
+// peer's disk is now known to be Outdated or worse.
+func (n *Node) tryOutdatePeer(done func(ok bool)) {
+	if n.cfg.Fencing == FencingDontCare {
+		done(true)
+		return
+	}
+	if n.st.Conn >= WFReportParams {
+		n.logf(LevelError, "Expected cstate < C_WF_REPORT_PARAMS")
+		done(false)
+		return
+	}
+	n.runHandlerWait("fence-peer", func(code int) {
+		var mask StateMask
+		var val State
+		what := ""
+		switch code {
+		case fencePeerInconsistent:
+			what, mask.PDsk, val.PDsk = "peer is inconsistent or worse", true, Inconsistent
+		case fencePeerOutdated:
+			what, mask.PDsk, val.PDsk = "peer was fenced", true, Outdated
+		case fencePeerDown:
+			if n.st.Disk == UpToDate {
+				what, mask.PDsk, val.PDsk = "peer is unreachable, assumed to be dead", true, Outdated
+			} else {
+				what = "peer unreachable, doing nothing since disk != UpToDate"
+			}
+		case fencePeerPrimary:
+			what, mask.Disk, val.Disk = "peer is active", true, Outdated
+			n.logf(LevelWarn, "Peer is primary, outdating myself.")
+		case fencePeerStonithed:
+			what, mask.PDsk, val.PDsk = "peer was stonithed", true, Outdated
+		default:
+			n.logf(LevelError, "fence-peer helper broken, returned %d", code)
+			done(false)
+			return
+		}
+		n.logf(LevelInfo, "fence-peer helper returned %d (%s)", code, what)
+		if mask.PDsk || mask.Disk {
+			_ = n.changeState(mask, val, csHard)
+			n.writeSuperblock(nil)
+		}
+		done(n.st.PDsk <= Outdated)
+	})
 }

@@ -54,8 +54,6 @@ type peer struct {
 	pingSent     int64 // when the outstanding P_PING was sent, 0 if none
 	lastAckWait  int64
 
-	fenceHandler uint64
-
 	// Sequence numbers of P_DATA sent (DRBD's packet_seq).
 	packetSeq uint32
 	// Remote reads in flight (P_DATA_REQUEST sent).

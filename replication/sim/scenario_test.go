@@ -411,3 +411,30 @@ func (s *Sim) flush(t *testing.T, nd *node) {
 	s.pump(nd)
 	s.waitFor(t, "flush completion", 2_000_000, func() bool { _, pending := a.inflight[id]; return !pending })
 }
+
+// With fencing resource-only, a Secondary that lost its Primary may only
+// promote after the fence-peer handler outdated the peer.
+func TestScenarioFencePeerHandlerGatesPromotion(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		exit int
+		ok   bool
+	}{{4, true}, {5, true}, {7, true}, {1, false}, {3, true}} {
+		s := scenario(t, func(i int, c *replication.Config) { c.Fencing = replication.FencingResourceOnly })
+		s.handlerExit = map[string]int{"fence-peer": c.exit}
+		s.connectedPair(t)
+		a, b := s.nodes[0], s.nodes[1]
+		require.NoError(t, s.adminErr(a, func(d func(error)) { a.core.Secondary(d) }))
+		s.partition(5_000_000)
+		s.waitFor(t, "apart", 2_000_000, func() bool { return b.core.State().Conn == replication.WFConnection })
+		err := s.adminErr(b, func(d func(error)) { b.core.Primary(false, d) })
+		require.True(t, s.traceHas("n1: handler fence-peer"), "exit %d", c.exit)
+		if c.ok {
+			require.NoError(t, err, "exit %d", c.exit)
+			require.Equal(t, replication.RolePrimary, b.core.State().Role)
+		} else {
+			require.ErrorIs(t, err, replication.ErrPrimaryNop, "exit %d", c.exit)
+			require.Equal(t, "Refusing to be Primary while peer is not outdated", err.Error())
+		}
+	}
+}

@@ -66,6 +66,8 @@ type Sim struct {
 	healing     bool  // faults stopped: converge
 	rsBytes     int64 // resync payload bytes sent (P_RS_DATA_REPLY)
 	events      int   // events processed
+	// handlerExit is the exit code each drbd.conf handler returns.
+	handlerExit map[string]int
 	// allowSplitBrain: a scenario promotes both sides of a partition.
 	allowSplitBrain bool
 	layout          metadata.Layout
@@ -237,6 +239,7 @@ func (s *Sim) pump(nd *node) {
 		ops := append([]replication.DiskOp(nil), rd.DiskOps...)
 		msgs := append([]replication.Send(nil), rd.Messages...)
 		comps := append([]replication.Completion(nil), rd.Completions...)
+		handlers := append([]replication.Handler(nil), rd.Handlers...)
 		evs := append([]replication.Event(nil), rd.Events...)
 		netCmd := rd.Net
 		nd.core.Advance()
@@ -261,6 +264,14 @@ func (s *Sim) pump(nd *node) {
 		}
 		for _, m := range msgs {
 			s.sendMsg(nd, m)
+		}
+		for _, h := range handlers {
+			h := h
+			s.logf("%s: handler %s", nd.name, h.Name)
+			if h.Wait {
+				code := s.handlerExit[h.Name]
+				s.on(nd, s.lat(1000, 10_000), func() { nd.core.HandlerDone(h.ID, code) })
+			}
 		}
 		for _, c := range comps {
 			if nd.app != nil {
