@@ -17,7 +17,7 @@ static:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/gdrbd-static ./cmd/gdrbd
 
 # The whole suite CI runs, bounded to about 15 minutes on 2 cores.
-test: lint race fuzz sim e2e-kernel
+test: lint race fuzz sim e2e e2e-kernel
 
 unit:
 	$(GO) test -count=1 $(PKGS)
@@ -53,7 +53,8 @@ sim-long:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
-# Real processes: two daemons on loopback and in network namespaces.
+# Real processes (needs root): the user story on loop devices, two daemons
+# on loopback and in network namespaces, kill -9, heartbeat's drbddisk.
 e2e: build
 	$(GO) test -count=1 -timeout 15m ./e2e/...
 
@@ -61,8 +62,9 @@ e2e: build
 e2e-kernel: static
 	test/vm/run-kernel-tests.sh bin/gdrbd-static
 
+# A replicated pair on two loop devices, narrated (needs root).
 demo: build
-	scripts/demo.sh
+	scripts/demo.sh $(BIN)
 
 clean:
 	rm -rf bin

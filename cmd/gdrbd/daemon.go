@@ -237,7 +237,7 @@ func (d *daemon) upish(ctx context.Context, req *control.Request) *control.Respo
 	h := d.res[req.Resource]
 	created := false
 	if h == nil {
-		drv, err := d.newDriver(driver.Options{Config: rc, Logger: d.log.With(zap.String("resource", rc.Name)),
+		drv, err := d.newDriver(driver.Options{Config: rc, Logger: d.log,
 			RunDir: d.runDir, KernelNBD: d.kernelNBD})
 		if err != nil {
 			d.mu.Unlock()

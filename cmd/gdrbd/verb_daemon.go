@@ -37,6 +37,9 @@ const idleExit = 30 * time.Second
 // downAllTimeout bounds the clean shutdown on SIGTERM.
 const downAllTimeout = 60 * time.Second
 
+// replyGrace is how long a stopping daemon waits for requests in progress.
+const replyGrace = 10 * time.Second
+
 func runDaemon(env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
 	logPath := fs.String("log-file", "", "log to this file (default: stderr)")
@@ -130,7 +133,11 @@ func daemonMain(env *cliEnv, logPath, logFormat string, kernelNBD bool, ready fu
 		ctx, cancel := context.WithTimeout(context.Background(), downAllTimeout)
 		d.downAll(ctx)
 		cancel()
-		srv.Close()
+		// Requests in progress (the `down` that emptied the daemon)
+		// still get their replies.
+		ctx, cancel = context.WithTimeout(context.Background(), replyGrace)
+		srv.Shutdown(ctx)
+		cancel()
 		log.Info("daemon stopped")
 		return nil
 	}

@@ -3,7 +3,11 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
+	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gdrbd/gdrbd/control"
 	"github.com/gdrbd/gdrbd/replication"
@@ -54,8 +58,22 @@ func runWaitConnect(env *cliEnv, args []string) error {
 	})
 }
 
-// waitSyncPoll is how often wait-sync redraws its progress line.
-const waitSyncPoll = 500 * time.Millisecond
+// waitSyncPoll is how often wait-sync redraws its progress line;
+// waitSyncLogEvery how often it writes one when not on a terminal.
+const (
+	waitSyncPoll     = 500 * time.Millisecond
+	waitSyncLogEvery = 5 * time.Second
+)
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
 
 // runWaitSync waits until each resource is Connected with no resync
 // running, showing the resync's progress bar on one redrawn line.
@@ -75,7 +93,11 @@ func runWaitSync(env *cliEnv, args []string) error {
 	return forTargets(env, pos, func(t resourceTarget) error {
 		tick := time.NewTicker(waitSyncPoll)
 		defer tick.Stop()
+		// On a terminal one line is redrawn; into a file or pipe a line
+		// is written only when it changes, at most every few seconds.
+		tty := isTerminal(env.Stdout)
 		drawn := false
+		last, lastAt := "", time.Time{}
 		for {
 			vols, err := volumesOf(ctx, env, t)
 			if err != nil {
@@ -93,9 +115,13 @@ func runWaitSync(env *cliEnv, args []string) error {
 				}
 				line += progressLine(v)
 			}
-			if drawn || !done {
+			switch {
+			case tty && (drawn || !done):
 				fmt.Fprintf(env.Stdout, "\r\033[K%s", line)
 				drawn = true
+			case !tty && line != last && (done || time.Since(lastAt) >= waitSyncLogEvery):
+				fmt.Fprintln(env.Stdout, line)
+				last, lastAt = line, time.Now()
 			}
 			if done {
 				if drawn {
@@ -104,13 +130,17 @@ func runWaitSync(env *cliEnv, args []string) error {
 				return nil
 			}
 			if !deadline.IsZero() && time.Now().After(deadline) {
-				fmt.Fprintln(env.Stdout)
+				if drawn {
+					fmt.Fprintln(env.Stdout)
+				}
 				return failure(env, "wait-sync", t, &control.Error{Kind: control.KindTimeout,
 					Msg: fmt.Sprintf("%s: timed out waiting for the resync", t.Res.Name)})
 			}
 			select {
 			case <-ctx.Done():
-				fmt.Fprintln(env.Stdout)
+				if drawn {
+					fmt.Fprintln(env.Stdout)
+				}
 				return silent(exitTimeout)
 			case <-tick.C:
 			}
