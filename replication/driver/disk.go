@@ -31,6 +31,8 @@ type disk struct {
 	wg       sync.WaitGroup
 	closed   chan struct{} // closed when the devices are closed
 	shutOnce sync.Once
+	// hook, when set (tests only), runs before every DiskOp.
+	hook func(replication.DiskOp)
 }
 
 // diskJob is one DiskOp; recycle says its write buffer came from the
@@ -255,6 +257,9 @@ func (d *disk) work(r *Resource) {
 // do runs one DiskOp. FUA is the write (or zeroing) followed by
 // fdatasync: the Device contract has nothing finer.
 func (d *disk) do(r *Resource, op replication.DiskOp) ([]byte, error) {
+	if d.hook != nil {
+		d.hook(op)
+	}
 	switch op.Op {
 	case replication.OpRead:
 		if op.Data != nil {

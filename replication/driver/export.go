@@ -221,9 +221,75 @@ func (r *Resource) autoTeardown() {
 
 // ioCall is one backend call split into core requests; the loop owns it.
 type ioCall struct {
-	left int
+	left int // pieces not completed (+1 while the call is being split)
 	err  error
 	done chan error // buffered: the loop never blocks on it
+}
+
+// piece is one core request of an ioCall.
+type piece struct {
+	c   *ioCall
+	req replication.Request
+}
+
+func isWrite(op replication.Op) bool {
+	return op == replication.OpWrite || op == replication.OpTrim || op == replication.OpWriteZeroes
+}
+
+func overlap(a, b replication.Request) bool {
+	return a.Offset < b.Offset+b.Length && b.Offset < a.Offset+a.Length
+}
+
+// finishPiece records the end of one piece (on the loop).
+func (r *Resource) finishPiece(c *ioCall, err error) {
+	if err != nil && c.err == nil {
+		c.err = backendErr(err)
+	}
+	c.left--
+	if c.left == 0 {
+		c.done <- c.err
+	}
+}
+
+// propose hands a piece to the core, unless it is a write overlapping a
+// write still in flight (or one already waiting): then it waits for that
+// one to complete. As DRBD's complete_conflicting_writes, this keeps both
+// disks applying overlapping writes in the same order; the core issues
+// concurrent overlapping writes in parallel locally and on the peer,
+// where they could land in different orders.
+func (r *Resource) propose(p piece) {
+	if isWrite(p.req.Op) && r.conflicting(p.req, len(r.deferred)) {
+		r.deferred = append(r.deferred, p)
+		return
+	}
+	r.submitPiece(p)
+}
+
+// conflicting reports whether req overlaps an in-flight write or one of
+// the first n deferred ones.
+func (r *Resource) conflicting(req replication.Request, n int) bool {
+	for _, w := range r.writes {
+		if overlap(w, req) {
+			return true
+		}
+	}
+	for _, d := range r.deferred[:n] {
+		if overlap(d.req, req) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Resource) submitPiece(p piece) {
+	if err := r.node.Propose(p.req); err != nil {
+		r.finishPiece(p.c, err)
+		return
+	}
+	r.calls[p.req.ID] = p.c
+	if isWrite(p.req.Op) {
+		r.writes[p.req.ID] = p.req
+	}
 }
 
 // complete records a core Completion (on the loop).
@@ -233,12 +299,21 @@ func (r *Resource) complete(cp replication.Completion) {
 		return
 	}
 	delete(r.calls, cp.ID)
-	c.left--
-	if cp.Err != nil && c.err == nil {
-		c.err = backendErr(cp.Err)
-	}
-	if c.left == 0 {
-		c.done <- c.err
+	_, wasWrite := r.writes[cp.ID]
+	delete(r.writes, cp.ID)
+	r.finishPiece(c, cp.Err)
+	if wasWrite && len(r.deferred) > 0 {
+		waiting := r.deferred
+		r.deferred = nil
+		for _, p := range waiting {
+			// FIFO among overlapping writes: one still waiting holds back
+			// every later one that overlaps it.
+			if r.conflicting(p.req, len(r.deferred)) {
+				r.deferred = append(r.deferred, p)
+				continue
+			}
+			r.submitPiece(p)
+		}
 	}
 }
 
@@ -262,7 +337,7 @@ func (r *Resource) io(op replication.Op, off, length int64, data []byte, fua boo
 	if op == replication.OpTrim || op == replication.OpWriteZeroes {
 		limit = replication.MaxDiscardSize
 	}
-	c := &ioCall{done: make(chan error, 1)}
+	c := &ioCall{done: make(chan error, 1), left: 1}
 	submit := func() {
 		for pos := int64(0); pos < length || (op == replication.OpFlush && pos == 0); {
 			n := min(length-pos, limit)
@@ -271,22 +346,14 @@ func (r *Resource) io(op replication.Op, off, length int64, data []byte, fua boo
 			if data != nil {
 				req.Data = data[pos : pos+n]
 			}
-			if err := r.node.Propose(req); err != nil {
-				if c.err == nil {
-					c.err = backendErr(err)
-				}
-			} else {
-				r.calls[req.ID] = c
-				c.left++
-			}
+			c.left++
+			r.propose(piece{c: c, req: req})
 			if op == replication.OpFlush {
 				break
 			}
 			pos += n
 		}
-		if c.left == 0 {
-			c.done <- c.err
-		}
+		r.finishPiece(c, nil) // the splitting is done
 	}
 	r.ensureLoop()
 	if !r.post(submit) {

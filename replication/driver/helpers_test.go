@@ -123,7 +123,7 @@ func configText(o pairOpts, self int, disks [2]string, port int) string {
 		fmt.Fprintf(&b, "\thandlers { %s }\n", o.handlers[self])
 	}
 	for i, n := range nodeNames {
-		fmt.Fprintf(&b, "\ton %s { device /dev/drbd7; disk %s; address 127.0.0.%d:%d; meta-disk internal; }\n", n, disks[i], i+1, port)
+		fmt.Fprintf(&b, "\ton %s { device /dev/drbd7; disk \"%s\"; address 127.0.0.%d:%d; meta-disk internal; }\n", n, disks[i], i+1, port)
 	}
 	b.WriteString("}\n")
 	return b.String()

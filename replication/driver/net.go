@@ -647,6 +647,9 @@ func (r *Resource) readSocket(c *peerConn, s replication.Stream, d protocol.Dial
 	limit := int64(r.set.core.MaxBuffers)
 	for {
 		if s == replication.DataStream {
+			if r.backlog.Load() >= limit {
+				r.pauses.Add(1)
+			}
 			for r.backlog.Load() >= limit {
 				select {
 				case <-r.resume:

@@ -46,6 +46,9 @@ type Resource struct {
 	set    settings
 	log    *zap.Logger
 	devDir string // where LinkDRBD makes /dev/drbdN links ("/dev")
+	// diskHook, when set before Attach (tests only), runs before every
+	// DiskOp in the disk worker.
+	diskHook func(replication.DiskOp)
 
 	startOnce sync.Once
 	quitOnce  sync.Once
@@ -65,6 +68,8 @@ type Resource struct {
 	connector    *connector
 	lastConnDone <-chan struct{}
 	calls        map[uint64]*ioCall
+	writes       map[uint64]replication.Request // writes proposed, not completed
+	deferred     []piece                        // writes waiting for an overlapping one
 	nextReq      uint64
 	peerBufs     map[*byte]struct{}
 	mdFlags      uint32
@@ -78,6 +83,7 @@ type Resource struct {
 	// Shared with the socket readers and the NBD server.
 	backlog     atomic.Int64
 	resume      chan struct{}
+	pauses      atomic.Int64 // times the data reader waited for max-buffers
 	exportSize  atomic.Int64
 	srv         atomic.Pointer[nbd.Server]
 	kernelConns atomic.Int32
@@ -124,6 +130,7 @@ func New(opts Options) (*Resource, error) {
 		done:     make(chan struct{}),
 		rand:     rnd,
 		calls:    map[uint64]*ioCall{},
+		writes:   map[uint64]replication.Request{},
 		peerBufs: map[*byte]struct{}{},
 		nextReq:  1,
 		resume:   make(chan struct{}, 1),
@@ -517,6 +524,7 @@ func (r *Resource) Attach(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ld.d.hook = r.diskHook
 	err = r.callErr(ctx, func() error {
 		r.disk = ld.d
 		if err := r.node.Attach(ld.params); err != nil {
