@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +33,10 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	gdrbdBin = filepath.Join(dir, "gdrbd")
-	goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		goCmd = "/usr/local/go/bin/go"
+	}
 	build := exec.Command(goCmd, "build", "-o", gdrbdBin, "../cmd/gdrbd")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -295,30 +296,4 @@ func run(t *testing.T, prog string, args ...string) string {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s %s: %s", prog, strings.Join(args, " "), out)
 	return string(out)
-}
-
-// randomFile writes size random bytes to a new file.
-func randomFile(t *testing.T, size int) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "random.bin")
-	b := make([]byte, size)
-	f, err := os.Open("/dev/urandom")
-	require.NoError(t, err)
-	_, err = io.ReadFull(f, b)
-	f.Close()
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(p, b, 0o600))
-	return p
-}
-
-// sameFiles requires a and b to hold the same first n bytes.
-func sameFiles(t *testing.T, a, b string, n int64) {
-	t.Helper()
-	fa, err := os.ReadFile(a)
-	require.NoError(t, err)
-	fb, err := os.ReadFile(b)
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, int64(len(fa)), n)
-	require.GreaterOrEqual(t, int64(len(fb)), n)
-	require.True(t, bytes.Equal(fa[:n], fb[:n]), "%s and %s differ in their first %d bytes", a, b, n)
 }

@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/gdrbd/gdrbd/config"
@@ -262,16 +261,13 @@ func daemonHolds(env *cliEnv, res string) bool {
 
 // inUseError is the refusal of an offline verb on a resource that is up.
 func inUseError(env *cliEnv, res string) error {
-	return withExit(20, fmt.Errorf("Device is in use by the gdrbd daemon; run '%s down %s' first", progName(env), res))
+	return withExit(20, &deviceInUse{prog: progName(env), res: res})
 }
 
-// joinNonEmpty joins the non-empty strings with sep.
-func joinNonEmpty(sep string, s ...string) string {
-	var out []string
-	for _, x := range s {
-		if x != "" {
-			out = append(out, x)
-		}
-	}
-	return strings.Join(out, sep)
+// deviceInUse says which command frees the device. Its text starts with a
+// capital, as DRBD's messages do.
+type deviceInUse struct{ prog, res string }
+
+func (e *deviceInUse) Error() string {
+	return fmt.Sprintf("Device is in use by the gdrbd daemon; run '%s down %s' first", e.prog, e.res)
 }
