@@ -168,3 +168,37 @@ func TestEnumNames(t *testing.T) {
 	require.Equal(t, "ErrKind(0)", control.ErrKind(0).String())
 	require.True(t, errors.Is(control.ErrNoDaemon, control.ErrNoDaemon))
 }
+
+// Shutdown lets a request in progress deliver its reply.
+func TestShutdownDeliversReplies(t *testing.T) {
+	t.Parallel()
+	dir, err := os.MkdirTemp("", "gdctl")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "gdrbd.sock")
+	l, err := control.Listen(sock)
+	require.NoError(t, err)
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	srv := control.NewServer(control.HandlerFunc(func(context.Context, *control.Request) *control.Response {
+		close(inside)
+		<-release
+		return &control.Response{Notes: []string{"done"}}
+	}), nil)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	got := make(chan *control.Response, 1)
+	go func() {
+		r, err := control.Do(context.Background(), sock, &control.Request{Op: control.OpDown, Resource: "r0"})
+		require.NoError(t, err)
+		got <- r
+	}()
+	<-inside
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(context.Background()) }()
+	close(release)
+	require.Equal(t, []string{"done"}, (<-got).Notes)
+	require.NoError(t, <-shut)
+	require.NoError(t, <-served)
+	require.False(t, control.Alive(sock, time.Second))
+}

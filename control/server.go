@@ -98,7 +98,7 @@ func (s *Server) Serve(l net.Listener) error {
 			s.mu.Lock()
 			closed := s.closed
 			s.mu.Unlock()
-			if closed {
+			if closed || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("control: accept: %w", err)
@@ -114,6 +114,28 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 		go s.serveConn(c)
 	}
+}
+
+// Shutdown stops accepting and lets the requests in progress finish and
+// deliver their replies (the daemon exits after a `down` this way, and
+// the `down` still gets its answer). When ctx ends first, it closes like
+// Close.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closed && s.ln != nil {
+		s.ln.Close()
+	}
+	s.mu.Unlock()
+	idle := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	}
+	return s.Close()
 }
 
 // Close stops accepting, cancels the requests in progress and waits for
