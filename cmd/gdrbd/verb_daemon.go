@@ -43,8 +43,12 @@ const replyGrace = 10 * time.Second
 func runDaemon(env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
 	logPath := fs.String("log-file", "", "log to this file (default: stderr)")
-	logFormat := fs.String("log-format", "json", "json or console")
-	kernelNBD := fs.Bool("kernel-nbd", os.Getenv("GDRBD_KERNEL_NBD") != "0", "attach /dev/nbdX on promotion when the nbd module exists")
+	defFormat := "json"
+	if f := os.Getenv("GDRBD_LOG_FORMAT"); f != "" {
+		defFormat = f // also reaches the daemon `up` starts
+	}
+	logFormat := fs.String("log-format", defFormat, "json or console ($GDRBD_LOG_FORMAT)")
+	kernelNBD := fs.Bool("kernel-nbd", os.Getenv("GDRBD_KERNEL_NBD") != "0", "attach /dev/nbdX on promotion when the nbd module exists ($GDRBD_KERNEL_NBD=0: never)")
 	readyFD := fs.Int("ready-fd", -1, "write \"ok\" (or the error) to this inherited fd once serving")
 	if _, err := parseVerbFlags(fs, args); err != nil {
 		return err
