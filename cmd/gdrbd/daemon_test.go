@@ -469,3 +469,20 @@ func TestSyncMarks(t *testing.T) {
 	require.Equal(t, int64(0), n.d.lookup("r0").volume().Mark.ElapsedMs)
 	require.Equal(t, uint64(1<<19), n.d.lookup("r0").volume().Mark.LeftKiB)
 }
+
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	n := newTestNode(t)
+	n.ok("up", "all")
+	n.ok("primary", "r1", "--force")
+	n.ok("shutdown")
+	require.True(t, n.d.isEmpty())
+	require.Equal(t, 1, n.driver("r0").downs)
+	require.Equal(t, 1, n.driver("r1").downs)
+	select {
+	case <-n.d.empty:
+	default:
+		t.Fatal("shutdown did not tell the daemon it is empty")
+	}
+	require.Equal(t, "", n.ok("status"))
+}
