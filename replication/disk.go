@@ -403,6 +403,12 @@ func (l *ldev) writeAllBitmap(n *Node, done func(error)) {
 	l.writePages(n, pages, done)
 }
 
+// writePages writes bitmap pages. DATA BEFORE CLEARED BITS: a page may
+// carry bits cleared because a write (resync or application) completed;
+// that write may still sit in the disk's volatile cache, so the data disk
+// is flushed first. Otherwise a power cut could keep the cleared bit and
+// lose the data it vouches for (with external metadata, or any cache that
+// reorders).
 func (l *ldev) writePages(n *Node, pages []int, done func(error)) {
 	if len(pages) == 0 {
 		if done != nil {
@@ -410,6 +416,21 @@ func (l *ldev) writePages(n *Node, pages []int, done func(error)) {
 		}
 		return
 	}
+	if l.detaching && l.wasIOError {
+		l.writePagesNow(n, pages, done)
+		return
+	}
+	l.inFlight++
+	n.submitDisk(DiskOp{Op: OpFlush}, func(err error, _ []byte) {
+		l.inFlight--
+		if err != nil {
+			n.diskError("flush", err)
+		}
+		l.writePagesNow(n, pages, done)
+	})
+}
+
+func (l *ldev) writePagesNow(n *Node, pages []int, done func(error)) {
 	left := len(pages)
 	var firstErr error
 	for _, p := range pages {

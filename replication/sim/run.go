@@ -588,6 +588,9 @@ func (s *Sim) crash(nd *node, dur int64) {
 		s.after(s.lat(200_000, 1_000_000), func() { s.failover(peer) })
 	}
 	s.after(dur, func() {
+		if nd.alive {
+			return // the heal phase rebooted it already
+		}
 		s.logf("%s: reboot", nd.name)
 		s.boot(nd)
 	})
