@@ -90,3 +90,19 @@ func TestDrbdadmName(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestQuickDownUp: `down; up` in quick succession: the new daemon waits
+// for the old one, which is still exiting, to release the run dir.
+func TestQuickDownUp(t *testing.T) {
+	t.Parallel()
+	needTools(t)
+	a, _ := loopbackPair(t, 16<<20)
+	a.ok("create-md", "r0", "--force")
+	a.ok("up", "r0", "--primary")
+	for i := 0; i < 3; i++ {
+		a.ok("down", "r0")
+		a.ok("up", "r0")
+		require.Equal(t, "Secondary/Unknown\n", a.ok("role", "r0"))
+	}
+	a.ok("down", "r0")
+}

@@ -104,7 +104,7 @@ func daemonMain(env *cliEnv, logPath, logFormat string, kernelNBD bool, ready fu
 	if err != nil {
 		return err
 	}
-	lock, err := runLock(runDir)
+	lock, err := runLockWait(runDir)
 	if err != nil {
 		return err
 	}
@@ -163,6 +163,24 @@ func daemonMain(env *cliEnv, logPath, logFormat string, kernelNBD bool, ready fu
 			d.downAll(context.Background())
 			return err
 		}
+	}
+}
+
+// lockWait is how long a new daemon waits for the lock of a daemon that
+// no longer answers: one that is exiting after its last `down` (a quick
+// `down; up`) releases it within moments.
+const lockWait = 10 * time.Second
+
+// runLockWait takes the run dir's lock; while the holder does not answer
+// on the socket (it is on its way out), it retries for lockWait.
+func runLockWait(runDir string) (*os.File, error) {
+	deadline := time.Now().Add(lockWait)
+	for {
+		f, err := runLock(runDir)
+		if err == nil || time.Now().After(deadline) || control.Alive(socketPath(runDir), time.Second) {
+			return f, err
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
