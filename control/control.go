@@ -120,6 +120,9 @@ const (
 	KindConfig
 	// KindTimeout: OpWait's timeout passed.
 	KindTimeout
+	// KindStopping: the daemon is exiting and takes no new resource;
+	// start a new daemon once it is gone and ask that one.
+	KindStopping
 )
 
 func (k ErrKind) String() string {
@@ -134,6 +137,8 @@ func (k ErrKind) String() string {
 		return "config"
 	case KindTimeout:
 		return "timeout"
+	case KindStopping:
+		return "stopping"
 	}
 	return fmt.Sprintf("ErrKind(%d)", uint8(k))
 }

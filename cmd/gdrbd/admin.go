@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/gdrbd/gdrbd/config"
 	"github.com/gdrbd/gdrbd/control"
@@ -55,6 +56,25 @@ func signalContext() (context.Context, context.CancelFunc) {
 // call sends one request to the daemon of env's run dir.
 func call(ctx context.Context, env *cliEnv, req *control.Request) (*control.Response, error) {
 	return control.Do(ctx, socketPath(env.RunDir), req)
+}
+
+// callStarting sends a request that may create a resource: a daemon
+// caught exiting (after its last down) turns it away, so wait until it is
+// gone, start a new one and ask again.
+func callStarting(ctx context.Context, env *cliEnv, req *control.Request) (*control.Response, error) {
+	for range 3 {
+		resp, err := call(ctx, env, req)
+		if err != nil || resp.Kind != control.KindStopping {
+			return resp, err
+		}
+		for i := 0; i < 100 && control.Alive(socketPath(env.RunDir), time.Second); i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := ensureDaemon(env); err != nil {
+			return nil, err
+		}
+	}
+	return call(ctx, env, req)
 }
 
 // newRequest fills in what every request about t carries.
@@ -207,7 +227,11 @@ func adminOp(env *cliEnv, name string, pos []string, op control.Op, set func(*co
 		if set != nil {
 			set(req)
 		}
-		resp, err := call(ctx, env, req)
+		send := call
+		if op == control.OpUp || op == control.OpAttach || op == control.OpConnect {
+			send = callStarting
+		}
+		resp, err := send(ctx, env, req)
 		if err == nil {
 			err = resp.Err()
 		}

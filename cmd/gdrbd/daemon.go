@@ -94,6 +94,10 @@ type daemon struct {
 	mu   sync.Mutex
 	res  map[string]*held
 	busy int // requests in progress that may add a resource
+	// stopping is set once the daemon decided to exit: requests that
+	// would add a resource are turned away (KindStopping) instead of
+	// being started in a process about to end.
+	stopping bool
 	// empty is signalled (non-blocking) whenever a request leaves the
 	// daemon without resources; run decides whether to exit.
 	empty chan struct{}
@@ -124,6 +128,10 @@ func (d *daemon) Handle(ctx context.Context, req *control.Request) *control.Resp
 		return &control.Response{}
 	case control.OpUp, control.OpAttach, control.OpConnect:
 		d.mu.Lock()
+		if d.stopping {
+			d.mu.Unlock()
+			return &control.Response{Kind: control.KindStopping, Error: "the gdrbd daemon is stopping"}
+		}
 		d.busy++
 		d.mu.Unlock()
 		defer func() {
@@ -463,6 +471,25 @@ func (d *daemon) isEmpty() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.res) == 0 && d.busy == 0
+}
+
+// stopIfEmpty decides to stop when the daemon is empty, atomically with
+// the check: no resource can be added afterwards.
+func (d *daemon) stopIfEmpty() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.res) == 0 && d.busy == 0 {
+		d.stopping = true
+		return true
+	}
+	return false
+}
+
+// stop turns away every later request that would add a resource.
+func (d *daemon) stop() {
+	d.mu.Lock()
+	d.stopping = true
+	d.mu.Unlock()
 }
 
 // runLock takes the run directory's lock: one daemon per run dir. The

@@ -486,3 +486,15 @@ func TestShutdown(t *testing.T) {
 	}
 	require.Equal(t, "", n.ok("status"))
 }
+
+// A daemon that decided to stop turns away requests that would add a
+// resource, so none is started in a process about to exit.
+func TestStoppingDaemonRefusesUp(t *testing.T) {
+	t.Parallel()
+	n := newTestNode(t)
+	require.True(t, n.d.stopIfEmpty())
+	resp := n.d.Handle(context.Background(), &control.Request{Op: control.OpUp, Resource: "r0", ConfigPath: n.cfgPath})
+	require.Equal(t, control.KindStopping, resp.Kind)
+	require.True(t, n.d.isEmpty())
+	require.Equal(t, "stopping", control.KindStopping.String())
+}

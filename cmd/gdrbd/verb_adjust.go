@@ -41,7 +41,7 @@ func runAdjust(env *cliEnv, args []string) error {
 			}
 			daemonUp = true
 		}
-		resp, err := call(ctx, env, newRequest(env, control.OpUp, t))
+		resp, err := callStarting(ctx, env, newRequest(env, control.OpUp, t))
 		if err == nil {
 			err = resp.Err()
 		}

@@ -148,18 +148,20 @@ func daemonMain(env *cliEnv, logPath, logFormat string, kernelNBD bool, ready fu
 	for {
 		select {
 		case s := <-sig:
+			d.stop()
 			return shutdown(s.String())
 		case <-d.empty:
-			if d.isEmpty() {
+			if d.stopIfEmpty() {
 				return shutdown("no resource left")
 			}
 		case <-idle.C:
-			if d.isEmpty() {
+			if d.stopIfEmpty() {
 				return shutdown("idle without resources")
 			}
 		case <-marks.C:
 			d.sampleMarks()
 		case err := <-serveErr:
+			d.stop()
 			d.downAll(context.Background())
 			return err
 		}
