@@ -58,9 +58,13 @@ bench:
 e2e: build
 	$(GO) test -count=1 -timeout 15m ./e2e/...
 
-# Kernel NBD / kernel DRBD 8.4 in a qemu guest.
+# Kernel NBD / kernel DRBD 8.4 in a qemu guest: the NBD server on
+# /dev/nbdX, the daemon as Primary on it, and gdrbd paired with the real
+# DRBD 8.4.11 kernel module.
+KERNEL_TESTS ?= test/vm/guest/nbd-kernel.sh test/vm/guest/daemon-primary.sh test/vm/guest/drbd84-interop.sh
 e2e-kernel: static
-	test/vm/run-kernel-tests.sh bin/gdrbd-static
+	EXTRA_MODS="drbd loop" EXTRA_DYN_BINS="/lib/drbd/drbdsetup-84 /usr/sbin/drbdmeta" \
+		test/vm/run-kernel-tests.sh bin/gdrbd-static $(KERNEL_TESTS)
 
 # A replicated pair on two loop devices, narrated (needs root).
 demo: build

@@ -39,10 +39,33 @@ type export struct {
 	serveDone chan struct{}
 }
 
+// closingGrace is how long Secondary waits for NBD clients that are
+// already leaving: a client that sent NBD_CMD_DISC and exited is counted
+// until the server finished its connection, a few milliseconds later
+// (DRBD's open count drops at close(); `nbdcopy ...; drbdadm secondary`
+// must work).
+const closingGrace = time.Second
+
+// socketClients counts the NBD connections besides the kernel's own.
+func (e *export) socketClients() int { return max(e.srv.Connections()-e.kconns, 0) }
+
 // users counts who holds the device besides the kernel's own sockets:
-// NBD socket clients, and whoever has /dev/nbdX open or mounted.
-func (e *export) users() (int, string) {
-	n := max(e.srv.Connections()-e.kconns, 0)
+// NBD socket clients (waiting up to closingGrace for leaving ones), and
+// whoever has /dev/nbdX open or mounted.
+func (e *export) users(ctx context.Context) (int, string) {
+	n := e.socketClients()
+	if n > 0 {
+		t := time.NewTicker(5 * time.Millisecond)
+		deadline := time.Now().Add(closingGrace)
+		for n > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			n = e.socketClients()
+		}
+		t.Stop()
+	}
 	var why []string
 	if n > 0 {
 		why = append(why, fmt.Sprintf("%d NBD client(s) on %s", n, e.sock))
@@ -117,10 +140,11 @@ func (r *Resource) startExport(ctx context.Context) error {
 		}
 	}()
 	if r.opts.KernelNBD {
-		bs := uint32(4096)
-		if srv.Size()%4096 != 0 {
-			bs = 512
-		}
+		// 512-byte logical blocks, as DRBD's own device has on ordinary
+		// disks: a file system made on a kernel DRBD device (ext4 with
+		// 1 KiB blocks on small volumes) must mount on gdrbd's after a
+		// failover, and 4096 would refuse it ("bad block size 1024").
+		bs := uint32(512)
 		kd, err := nbd.Attach(ctx, srv, nbd.AttachOptions{Index: r.kernelIndex(), Connections: kernelSockets, BlockSize: bs, Logger: r.log.Named("nbd")})
 		switch {
 		case errors.Is(err, nbd.ErrNoKernelNBD):
