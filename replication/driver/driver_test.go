@@ -232,6 +232,12 @@ func TestRealNBDClients(t *testing.T) {
 	require.NotZero(t, st.Writes)
 	require.NotZero(t, st.Flushes)
 	require.NotZero(t, st.FUA)
+
+	// A client that just exited does not hold the device: secondary
+	// right after it succeeds, as after close() of /dev/drbdN.
+	out, err = exec.CommandContext(ctx, qemuIO, "-f", "raw", "-c", "read 0 4k", uri).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, a.res.Secondary(ctx))
 }
 
 // Secondary is refused while an NBD client is connected, as DRBD refuses

@@ -620,7 +620,7 @@ func (r *Resource) secondaryLocked(ctx context.Context) error {
 	exp := r.export
 	r.mu.Unlock()
 	if exp != nil {
-		if n, why := exp.users(); n > 0 {
+		if n, why := exp.users(ctx); n > 0 {
 			r.log.Info("secondary refused: device held open", zap.Int("users", n), zap.String("by", why))
 			_ = r.call(ctx, func() { r.node.SetOpenCount(n) })
 			return replication.ErrDeviceInUse
