@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -639,4 +640,50 @@ func TestOverlappingWriteWaits(t *testing.T) {
 	want := fill(1, 64<<10)
 	copy(want[32<<10:], fill(2, 8<<10))
 	require.Equal(t, want, got)
+}
+
+// The Secondary dies while writes are in flight: every write on the
+// Primary still completes, what the peer may lack is marked out of sync,
+// and the restarted Secondary is resynced to identical data.
+func TestSecondaryCrashUnderWrites(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{})
+	a, b := nodes[alpha], nodes[bravo]
+	up(t, ctx, nodes)
+	initialSync(t, ctx, nodes)
+	size := a.res.Size()
+
+	var stopWriters atomic.Bool
+	var written atomic.Int64
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			var err error
+			for i := 0; !stopWriters.Load() && err == nil; i++ {
+				off := (int64(g)*(3<<20) + int64(i)*(36<<10)) % (size - 32<<10)
+				err = a.res.WriteAt(ctx, pattern(uint64(g<<32|i), 32<<10), off&^4095, i%5 == 0)
+				written.Add(1)
+			}
+			errs <- err
+		}()
+	}
+	waitState(t, ctx, a, "writes replicated", func(s Status) bool { return written.Load() > 100 })
+	b.res.stop() // kill -9
+	waitState(t, ctx, a, "peer lost", func(s Status) bool { return s.State.Conn == replication.WFConnection })
+	before := written.Load()
+	waitState(t, ctx, a, "writes while alone", func(s Status) bool { return written.Load() > before+50 })
+	stopWriters.Store(true)
+	for range 8 {
+		require.NoError(t, <-errs)
+	}
+	require.NotZero(t, a.res.Status().Stats.OOS)
+
+	b.res = b.newResource(t, false)
+	require.NoError(t, b.res.Attach(ctx))
+	require.NoError(t, b.res.Connect(ctx, false))
+	for _, n := range nodes {
+		waitState(t, ctx, n, "in sync", func(s Status) bool { return upToDateBoth(s) && s.Stats.OOS == 0 })
+	}
+	requireSameData(t, nodes, size)
 }
