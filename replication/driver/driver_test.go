@@ -531,36 +531,48 @@ func TestAdminCommands(t *testing.T) {
 	require.Equal(t, replication.Outdated, b.res.Status().State.Disk)
 }
 
-// With max-buffers at its minimum and more writes in flight than that,
-// the Secondary's data reader stops reading until its backlog drains;
-// nothing deadlocks and every write arrives.
+// With max-buffers at its minimum and more writes in flight than that
+// while the Secondary's disk is stuck, its data reader stops reading
+// until the backlog drains; then every write arrives.
 func TestMaxBuffersBackpressure(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	nodes := newPair(t, pairOpts{net: [2]string{"max-buffers 32;", "max-buffers 32;"}})
 	a, b := nodes[alpha], nodes[bravo]
+	var armed atomic.Bool
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	b.res.diskHook = func(op replication.DiskOp) {
+		if armed.Load() && op.Op == replication.OpWrite {
+			<-release
+		}
+	}
 	up(t, ctx, nodes)
 	initialSync(t, ctx, nodes)
+	armed.Store(true)
 	size := a.res.Size()
-	const depth, each = 64, 8
+	const depth, each = 64, 4
 	errs := make(chan error, depth)
 	for g := range depth {
 		go func() {
 			var err error
 			for i := range each {
-				off := (int64(g*each+i) * (96 << 10)) % (size - 64<<10)
-				if err = a.res.WriteAt(ctx, pattern(uint64(g*each+i), 64<<10), off&^4095, false); err != nil {
+				off := int64(g*each+i) * (64 << 10)
+				if err = a.res.WriteAt(ctx, pattern(uint64(g*each+i), 64<<10), off%size, false); err != nil {
 					break
 				}
 			}
 			errs <- err
 		}()
 	}
+	waitState(t, ctx, b, "a full receive backlog", func(Status) bool { return b.res.pauses.Load() > 0 })
+	require.GreaterOrEqual(t, b.res.Status().Stats.UA, 32)
+	releaseOnce.Do(func() { close(release) })
 	for range depth {
 		require.NoError(t, <-errs)
 	}
 	require.NoError(t, a.res.Flush(ctx))
-	require.NotZero(t, b.res.pauses.Load(), "the data reader never waited for max-buffers")
 	requireSameData(t, nodes, size)
 }
 
