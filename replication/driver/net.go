@@ -484,7 +484,7 @@ func (c *peerConn) shutdown(conn net.Conn, wDone, rDone chan struct{}, readDeadl
 	conn.Close()
 }
 
-// closeConnHard closes the sockets at once (the loop is gone).
+// closeHard closes the sockets at once (the loop is gone).
 func (c *peerConn) closeHard() {
 	c.dataQ.close()
 	c.metaQ.close()
