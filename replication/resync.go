@@ -475,6 +475,7 @@ func (n *Node) makeResyncRequests(blocks, maxInFlight int64) {
 	}
 	sizeBlocks := (n.ldev.sizeSectors + sectorsPerBlock - 1) / sectorsPerBlock
 	limit := min(bits, sizeBlocks)
+	wrapped := false
 	for blocks > 0 && rs.inFlightSect < maxInFlight {
 		b, ok := bm.NextSet(rs.cursor)
 		if !ok || b >= limit {
@@ -485,6 +486,12 @@ func (n *Node) makeResyncRequests(blocks, maxInFlight int64) {
 				}
 				return
 			}
+			if wrapped {
+				// Every remaining block has a write in flight: try again
+				// next tick.
+				return
+			}
+			wrapped = true
 			b, _ = bm.NextSet(0)
 		}
 		end, ok := bm.NextClear(b)
