@@ -185,34 +185,36 @@ func (n *Node) InvalidateRemote(done func(error)) {
 	n.startFullSync(StartingSyncS, done)
 }
 
-// startFullSync runs the StartingSync[ST] -> WFBitMap[ST] sequence: all
-// bits set and written, then the bitmap exchange as after a handshake.
+// startFullSync asks for StartingSyncS/T (cluster-wide: the peer enters
+// the mirror state); both sides then set and write every bit and go on as
+// DRBD's abw_start_sync does (see afterStateChange).
 func (n *Node) startFullSync(c ConnState, done func(error)) {
-	n.requestState(StateMask{Conn: true}, State{Conn: c}, func(err error) {
-		if err != nil {
-			done(err)
+	n.requestState(StateMask{Conn: true}, State{Conn: c}, done)
+}
+
+// startingSync runs on both nodes when they enter StartingSyncS/T: every
+// bit set and written, then the target waits for the sync UUID and the
+// source starts the resync (which sends it).
+func (n *Node) startingSync(c ConnState) {
+	l := n.ldev
+	if l == nil {
+		return
+	}
+	l.bm.SetAll()
+	l.writeAllBitmap(n, func(err error) {
+		if n.st.Conn != c {
 			return
 		}
-		n.ldev.bm.SetAll()
-		n.ldev.writeAllBitmap(n, func(error) {
-			if n.st.Conn != c {
-				return
-			}
-			next := WFBitMapT
-			if c == StartingSyncS {
-				next = WFBitMapS
-				// The source starts a new bitmap generation.
-				n.setBitmapUUID(0)
-				n.ldev.uuids[uiBitmap] = n.ldev.uuids[uiCurrent] &^ 1
-				n.setCurrentUUID(n.rand())
-				n.sendUUIDs()
-			}
-			_ = n.changeState(StateMask{Conn: true}, State{Conn: next}, csHard)
-			if next == WFBitMapT {
-				n.sendState()
-			}
-		})
-		done(nil)
+		if err != nil {
+			n.logf(LevelError, "Writing the bitmap failed not starting resync.")
+			_ = n.changeState(StateMask{Conn: true}, State{Conn: Connected}, csHard)
+			return
+		}
+		if c == StartingSyncT {
+			_ = n.changeState(StateMask{Conn: true}, State{Conn: WFSyncUUID}, csHard)
+			return
+		}
+		n.startResync(SyncSource)
 	})
 }
 

@@ -19,11 +19,16 @@ type rangeLock struct {
 	fn          func()
 }
 
+// conflicts: any two overlapping locks, except two resync locks (the
+// resync never overlaps itself). Overlapping writes are applied in the
+// order they were submitted: issued in parallel, each disk could apply
+// them in a different order and the replicas would differ (DRBD waits
+// for the earlier write as well).
 func conflicts(a, b *rangeLock) bool {
 	if a.last < b.first || b.last < a.first {
 		return false
 	}
-	return a.kind == lockResync || b.kind == lockResync
+	return a.kind == lockWrite || b.kind == lockWrite
 }
 
 // lockRange takes a lock on the blocks of [off, off+length). When it is

@@ -406,6 +406,10 @@ func (n *Node) afterStateChange(os, ns State) {
 	if os.Conn != WFBitMapS && ns.Conn == WFBitMapS {
 		n.sendBitmap()
 	}
+	// invalidate / invalidate-remote: both sides set every bit.
+	if (os.Conn != StartingSyncT && ns.Conn == StartingSyncT) || (os.Conn != StartingSyncS && ns.Conn == StartingSyncS) {
+		n.startingSync(ns.Conn)
+	}
 
 	// Lost contact to the peer's copy of the data: a Primary starts a new
 	// data generation so the next connect resyncs what changed.

@@ -438,3 +438,46 @@ func TestScenarioFencePeerHandlerGatesPromotion(t *testing.T) {
 		}
 	}
 }
+
+func TestScenarioInvalidateResyncsEverythingFromPeer(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, nil)
+	s.connectedPair(t)
+	a, b := s.nodes[0], s.nodes[1]
+	s.write(t, a, 5, 1, 9001)
+	b.disk.write(77*blk, pattern(666, blk), true) // garbage on the secondary
+	s.rsBytes = 0
+	require.NoError(t, s.adminErr(b, func(d func(error)) { b.core.Invalidate(d) }))
+	s.waitFor(t, "full resync", 10_000_000, func() bool { return upToDate(a) && upToDate(b) && s.rsBytes > 0 })
+	require.Equal(t, int64(s.dataSectors)*512, s.rsBytes)
+	v, _ := versionOf(b.disk.read(77*blk, blk))
+	require.Equal(t, uint64(0), v, "the invalidated node took the peer's data")
+	s.checkConverged()
+	require.NoError(t, s.err)
+}
+
+// Two overlapping writes in flight: both replicas must end with the later
+// one, whatever order the disks complete in.
+func TestScenarioOverlappingWritesKeepReplicasEqual(t *testing.T) {
+	t.Parallel()
+	for seed := int64(1); seed <= 20; seed++ {
+		s := scenario(t, nil)
+		s.rng.Seed(seed)
+		s.connectedPair(t)
+		a, b := s.nodes[0], s.nodes[1]
+		a.app = &app{inflight: map[uint64]*appReq{}, sinceFlush: map[int64]uint64{}, stopped: true}
+		for i, v := range []uint64{100, 101, 102} {
+			id := uint64(100 + i)
+			q := &appReq{op: replication.OpWrite, off: 10 * blk, length: 2 * blk, version: v, data: pattern(v, 2*blk)}
+			a.app.inflight[id] = q
+			require.NoError(t, a.core.Propose(replication.Request{ID: id, Op: replication.OpWrite, Offset: q.off, Length: q.length, Data: q.data}))
+		}
+		s.pump(a)
+		s.waitFor(t, "writes", 2_000_000, func() bool { return len(a.app.inflight) == 0 })
+		s.waitFor(t, "quiet", 2_000_000, func() bool { return s.converged() })
+		for _, nd := range []*node{a, b} {
+			v, _ := versionOf(nd.disk.read(10*blk, blk))
+			require.Equal(t, uint64(102), v, "seed %d: %s", seed, nd.name)
+		}
+	}
+}
