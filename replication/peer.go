@@ -87,9 +87,18 @@ func (n *Node) enterWFConnection() {
 
 // Disconnect tears the connection down and goes StandAlone (drbdadm
 // disconnect).
+//
+// A connected peer is told first (P_CONN_ST_CHG_REQ conn:Disconnecting,
+// the cluster-wide request DRBD sends), so it tears down cleanly instead
+// of seeing a network failure; the sockets close right after the request
+// is handed to them (Ready's Net follows its Messages).
 func (n *Node) Disconnect() error {
 	if n.st.Conn == StandAlone {
 		return ErrAlreadyStandAlone
+	}
+	if n.peer != nil && n.peer.socketsUp && n.st.Conn >= Connected {
+		n.send(DataStream, &protocol.StateChgReq{Cmd: protocol.CmdConnStChgReq,
+			Mask: StateMask{Conn: true}.Pack(), Val: State{Conn: Disconnecting}.Pack()})
 	}
 	n.dropConnection(Disconnecting, "disconnect requested")
 	return nil

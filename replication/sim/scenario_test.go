@@ -143,6 +143,7 @@ func TestScenarioResyncCopiesOnlyChangedBlocks(t *testing.T) {
 	require.NoError(t, b.core.Disconnect())
 	s.pump(b)
 	s.waitFor(t, "primary alone", 2_000_000, func() bool { return a.core.State().Conn == replication.WFConnection })
+	require.True(t, s.traceHas("cs:TearDown ro:Primary/Unknown"), "a graceful disconnect (TearDown), not a network failure")
 	s.write(t, a, 10, 3, 1001)
 	s.write(t, a, 2000, 5, 1002)
 	s.write(t, a, 11, 1, 1003) // overlaps: 8 distinct blocks

@@ -61,6 +61,7 @@ type Sim struct {
 	trace []string
 
 	connGen     int  // incarnation of the connection between the nodes
+	drainGen    int  // a connection closed by its sender: still delivers
 	connUp      bool // both sockets established
 	partitioned bool
 	healing     bool  // faults stopped: converge
@@ -368,7 +369,10 @@ func (s *Sim) sendMsg(nd *node, m replication.Send) {
 	at := max(s.now+s.lat(30, 300), s.streamTail[key])
 	s.streamTail[key] = at
 	s.after(at-s.now, func() {
-		if s.connGen != gen || !s.connUp || !peer.alive {
+		// A connection closed by its sender (not broken) still delivers
+		// what was sent before the close, as TCP does before its FIN.
+		open := s.connGen == gen && s.connUp
+		if (!open && gen != s.drainGen) || !peer.alive {
 			return
 		}
 		if err := peer.core.Receive(m.Stream, msg); err != nil {
@@ -424,11 +428,14 @@ func (s *Sim) closeConnection(nd *node, why string) {
 	if !s.connUp {
 		return
 	}
+	s.drainGen = s.connGen
 	s.connUp = false
 	s.connGen++
 	peer := s.other(nd)
 	s.logf("%s: closes connection (%s)", nd.name, why)
-	s.on(peer, s.lat(100, 5000), func() { peer.core.Disconnected("connection reset by peer") })
+	// The peer sees the FIN after the last packet sent before it.
+	last := max(s.streamTail[nd.id*2], s.streamTail[nd.id*2+1], s.now)
+	s.on(peer, last-s.now+s.lat(100, 5000), func() { peer.core.Disconnected("connection reset by peer") })
 }
 
 // breakConnection drops the connection under both nodes (partition, crash).
@@ -436,6 +443,7 @@ func (s *Sim) breakConnection(why string) {
 	if !s.connUp {
 		return
 	}
+	s.drainGen = -1
 	s.connUp = false
 	s.connGen++
 	s.logf("connection broken: %s", why)
