@@ -9,8 +9,9 @@ import (
 // node calls exactly once with the result, possibly during a later Step
 // when the peer must agree first. done must not call back into the Node.
 
-// ErrConnectedNetConf is DRBD's ERR_CONNECTED.
-var ErrConnectedNetConf = errors.New("Device has a net-config (use disconnect first)")
+// ErrConnectedNetConf is DRBD's ERR_CONNECTED ("Device has a net-config
+// (use disconnect first)").
+var ErrConnectedNetConf = errors.New("replication: device has a net-config (use disconnect first)")
 
 // Primary promotes this node (drbdadm primary [--force]), following
 // DRBD's drbd_set_role: with force, Inconsistent or Outdated data is

@@ -97,6 +97,3 @@ func (n *Node) rangeBusy(off, length int64) bool {
 	}
 	return false
 }
-
-// dropLocks forgets every lock (the disk went away).
-func (n *Node) dropLocks() { n.locks = nil }

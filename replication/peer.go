@@ -52,7 +52,6 @@ type peer struct {
 	lastMetaSend int64
 	lastDataSend int64
 	pingSent     int64 // when the outstanding P_PING was sent, 0 if none
-	lastAckWait  int64
 
 	// Sequence numbers of P_DATA sent (DRBD's packet_seq).
 	packetSeq uint32

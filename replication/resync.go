@@ -42,21 +42,18 @@ type resync struct {
 	lastDecision   string
 
 	// bitmap exchange
-	bmSent      bool
-	bmRecvBit   uint64 // next bit expected from the peer
-	bmRecvDone  bool
-	bmPackets   [2]int
-	bmBytes     [2]int
-	compressedN int
+	bmSent     bool
+	bmRecvBit  uint64 // next bit expected from the peer
+	bmRecvDone bool
+	bmPackets  [2]int
 
 	// progress
-	total       uint64 // bits to sync at start
-	failed      uint64
-	startTick   int64
-	pausedTicks int64
-	doneBits    uint64
-	sameCsum    uint64
-	cursor      uint64 // next bit to look at (target)
+	total     uint64 // bits to sync at start
+	failed    uint64
+	startTick int64
+	doneBits  uint64
+	sameCsum  uint64
+	cursor    uint64 // next bit to look at (target)
 
 	// rate control (target)
 	inFlightSect int64 // sectors requested, not yet written
@@ -69,11 +66,10 @@ type resync struct {
 	pending map[uint64]*rsReq
 
 	// verify
-	ovPos    uint64 // next sector to verify (VerifyS)
-	ovLeft   uint64 // blocks left
-	ovFound  uint64 // out-of-sync blocks found
-	ovTotal  uint64
-	verifyAt int64
+	ovPos   uint64 // next sector to verify (VerifyS)
+	ovLeft  uint64 // blocks left
+	ovFound uint64 // out-of-sync blocks found
+	ovTotal uint64
 }
 
 // rsReq is a resync or verify request in flight.
@@ -661,8 +657,7 @@ func (n *Node) receiveBlockReq(p *protocol.BlockReq) error {
 	if p.Cmd == protocol.CmdRSDataRequest || p.Cmd == protocol.CmdCsumRSRequest {
 		// Do not read while an application write to the range is in
 		// flight; hold new ones until the data is queued.
-		var lk *rangeLock
-		lk = n.lockRange(off, size, lockResync, func() { read() })
+		lk := n.lockRange(off, size, lockResync, read)
 		rs := &n.peer.rs
 		if rs.pending == nil {
 			rs.pending = map[uint64]*rsReq{}
