@@ -99,6 +99,7 @@ func (n *Node) Attach(p AttachParams) error {
 		uuids: genUUIDs{u.Current, u.Bitmap, u.History[0], u.History[1]}, flags: uint32(p.Super.Flags),
 		bm: p.Bitmap, al: p.AL, layout: p.Layout, sb: p.Super,
 	}
+	l.fitBitmap()
 	l.crashedPrimary = l.flags&MDFCrashedPrimary != 0
 	if l.flags&MDFPrimaryInd != 0 && n.st.Role != RolePrimary {
 		l.crashedPrimary = true
@@ -522,8 +523,32 @@ func (n *Node) OutOfSync() int64 {
 	return int64(n.ldev.bm.Count()) * BlockSize
 }
 
-// setSize changes the replicated size (sectors).
-func (l *ldev) setSize(s uint64) { l.sizeSectors = s }
+// setSize changes the replicated size (sectors) and fits the bitmap to
+// it.
+func (l *ldev) setSize(s uint64) {
+	l.sizeSectors = s
+	l.fitBitmap()
+}
+
+// fitBitmap makes the bitmap exactly as long as the replicated size, as
+// DRBD resizes its bitmap with the device: both peers then exchange the
+// same number of bits, and bits past the end (a larger backing device, a
+// size agreed down) neither count nor travel. Bit i keeps its place, so
+// the on-disk pages stay what they were.
+func (l *ldev) fitBitmap() {
+	want := bitmap.BitsForSectors(l.sizeSectors)
+	if l.bm.Len() == want {
+		return
+	}
+	nb := bitmap.New(want)
+	words := make([]uint64, nb.WordCount())
+	c := l.bm.CopyWords(words, 0)
+	if _, err := nb.MergeWords(0, words[:c]); err != nil {
+		panic(fmt.Sprintf("replication: refit bitmap: %v", err))
+	}
+	nb.ClearDirty()
+	l.bm = nb
+}
 
 // rangeInSync reports whether blocks first..last have no out-of-sync bit.
 func (n *Node) rangeInSync(first, last uint64) bool {

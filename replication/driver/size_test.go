@@ -1,0 +1,37 @@
+package driver
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gdrbd/gdrbd/replication"
+)
+
+// The smaller disk decides the replicated size when both are fresh; a
+// peer too small for data that is already in use is refused.
+func TestSizeNegotiation(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	big, small := tempDisk(t, 32<<20), tempDisk(t, 24<<20)
+	nodes := newPair(t, pairOpts{disks: [2]string{big, small}})
+	a, b := nodes[alpha], nodes[bravo]
+	up(t, ctx, nodes)
+	initialSync(t, ctx, nodes)
+	require.Equal(t, b.res.Status().SizeBytes, a.res.Status().SizeBytes, "the smaller disk wins")
+	require.Less(t, a.res.Status().SizeBytes, int64(24<<20))
+	size := a.res.Status().SizeBytes
+	require.NoError(t, a.res.Down(ctx))
+	require.NoError(t, b.res.Down(ctx))
+
+	// alpha has UpToDate data of that size; a peer with an even smaller
+	// disk (fresh metadata) must not shrink it.
+	tiny := tempDisk(t, 16<<20)
+	nodes2 := newPair(t, pairOpts{disks: [2]string{big, tiny}})
+	a2, b2 := nodes2[alpha], nodes2[bravo]
+	up(t, ctx, nodes2)
+	waitState(t, ctx, a2, "StandAlone", func(s Status) bool { return s.State.Conn == replication.StandAlone })
+	require.Contains(t, a2.res.Status().LastError, "too small")
+	require.Equal(t, size, a2.res.Status().SizeBytes, "the data keeps its size")
+	_ = b2
+}
