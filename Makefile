@@ -52,8 +52,12 @@ sim:
 sim-long:
 	$(GO) test -count=1 -timeout 0 ./replication/sim -run TestSimSeeds -sim.seeds=100000
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+# gdrbd against the loop device and qemu-nbd (4k/1M writes, fsync latency,
+# daemon memory) and its full resync against dd, bounded (about 1-2 minutes,
+# root; says why and exits 0 otherwise). The full matrix and the Go
+# micro-benchmarks: see bench/RESULTS.md.
+bench: build
+	$(GO) run ./bench/cmd/gdrbd-bench -quick -gdrbd $(BIN)
 
 # Real processes (needs root): the user story on loop devices, two daemons
 # on loopback and in network namespaces, kill -9, heartbeat's drbddisk.

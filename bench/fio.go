@@ -99,19 +99,19 @@ func (j FioJob) Args(out string) []string {
 // Sync* are the fsync (NBD FLUSH) latencies when the job had Fsync. A
 // plain value.
 type FioResult struct {
-	IOPS       float64
-	BW         float64 // bytes/s
-	Ops        int64   // writes completed
-	WriteP50   time.Duration
-	WriteP99   time.Duration
-	WriteMean  time.Duration
-	SyncP50    time.Duration
-	SyncP99    time.Duration
-	SyncOps    int64
-	UsrCPU     float64 // fio's own CPU, % of one CPU per job
-	SysCPU     float64
-	Runtime    time.Duration
-	Command    []string // fio and its arguments, as run
+	IOPS      float64
+	BW        float64 // bytes/s
+	Ops       int64   // writes completed
+	WriteP50  time.Duration
+	WriteP99  time.Duration
+	WriteMean time.Duration
+	SyncP50   time.Duration
+	SyncP99   time.Duration
+	SyncOps   int64
+	UsrCPU    float64 // fio's own CPU, % of one CPU per job
+	SysCPU    float64
+	Runtime   time.Duration
+	Command   []string // fio and its arguments, as run
 }
 
 // fioReport mirrors the part of fio's --output-format=json we read.

@@ -59,7 +59,6 @@ func priRSS(p Point) float64   { return float64(p.Usage.PeakRSS[p.Primary]) }
 func priHWM(p Point) float64   { return float64(p.Usage.HWM[p.Primary]) }
 func secRSS(p Point) float64   { return float64(p.Usage.PeakRSS[p.Second]) }
 func secHWM(p Point) float64   { return float64(p.Usage.HWM[p.Second]) }
-func notGdrbd(t Target) bool   { return !t.gdrbd() }
 func isMB128(t Target) bool    { return t == TargetProtoCMB128 }
 func hasSecond(t Target) bool  { return t.gdrbd() && t != TargetStandAlone }
 func fmtPct(v float64) string  { return fmtNum(v) }

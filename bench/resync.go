@@ -124,11 +124,14 @@ func (r ResyncResult) MedianRecent() float64 {
 	return Median(xs)
 }
 
-// MedianWant is the median controller setting (KiB/s) the target showed.
+// MedianWant is the median controller setting (KiB/s) the target showed,
+// leaving out samples taken before its first tick (want 0).
 func (r ResyncResult) MedianWant() float64 {
 	var xs []float64
 	for _, s := range r.Samples {
-		xs = append(xs, float64(s.Want))
+		if s.Want > 0 {
+			xs = append(xs, float64(s.Want))
+		}
 	}
 	return Median(xs)
 }

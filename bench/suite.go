@@ -152,9 +152,9 @@ type Plan struct {
 	Runtime    time.Duration
 	AppRuntime time.Duration // fio during a resync
 	Repeat     int
-	Quick      bool   // fewer targets, workloads and resync cases
-	Write      bool   // section 1: write matrix, latency, memory
-	Resync     bool   // section 2
+	Quick      bool          // fewer targets, workloads and resync cases
+	Write      bool          // section 1: write matrix, latency, memory
+	Resync     bool          // section 2
 	QuietBusy  float64       // wait before each point until the machine is less busy than this (0..1)
 	QuietWait  time.Duration // ... but no longer than this
 	Progress   io.Writer     // one line per point

@@ -1,0 +1,64 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestReportTables(t *testing.T) {
+	t.Parallel()
+	pt := func(rep int, tg Target, w Workload, iops float64, p50 time.Duration) Point {
+		return Point{Rep: rep, Target: tg, Work: w, Primary: 10, Second: 11,
+			Fio: FioResult{IOPS: iops, BW: iops * float64(w.BS), Ops: int64(iops), WriteP50: p50, SyncP50: p50},
+			Usage: Usage{ProcCPU: map[int]time.Duration{10: time.Duration(iops) * time.Microsecond, 11: 0},
+				PeakRSS: map[int]int64{10: 20 << 20, 11: 30 << 20}, HWM: map[int]int64{10: 21 << 20, 11: 31 << 20}}}
+	}
+	res := &Results{Plan: Plan{ResyncSize: 1 << 30}}
+	for rep := 1; rep <= 3; rep++ {
+		// Medians: StandAlone 1000, C 500 IOPS; the outlier run does not count.
+		sa, c := 1000.0, 500.0
+		if rep == 2 {
+			sa, c = 5, 99999
+		}
+		res.Points = append(res.Points,
+			pt(rep, TargetStandAlone, Rand4kJ1, sa, 300*time.Microsecond),
+			pt(rep, TargetProtoC, Rand4kJ1, c, 400*time.Microsecond),
+			pt(rep, TargetStandAlone, Sync4k, 1500, 300*time.Microsecond),
+			pt(rep, TargetProtoC, Sync4k, 1000, 360*time.Microsecond),
+			pt(rep, TargetProtoCMB128, Rand4kJ4, 700, time.Millisecond))
+	}
+	res.Copies = []CopyPoint{{Bytes: 1 << 30, Wall: 2 * time.Second}}
+	res.Resyncs = []ResyncPoint{{Case: ResyncUnlimited, Result: ResyncResult{
+		Log:   ResyncLog{KiB: 1 << 20, Began: time.Unix(0, 0), Done: time.Unix(25, 0), TotalSec: 25, LogKiBs: 41943},
+		Usage: Usage{ProcCPU: map[int]time.Duration{1: time.Second, 2: 2 * time.Second}}}}}
+	ts := res.Tables()
+	require.Len(t, ts, 5)
+	row := func(tb Table, first string) []string {
+		for _, r := range tb.Rows {
+			if r[0] == first {
+				return r
+			}
+		}
+		t.Fatalf("no row %q in %q", first, tb.Title)
+		return nil
+	}
+	c := row(ts[0], "gdrbd protocol C")
+	require.Equal(t, "500", c[1])
+	require.Equal(t, "0.50x", c[3])
+	require.Equal(t, "1.00", c[5], "1 us of CPU per IO")
+	lat := row(ts[2], "gdrbd protocol C")
+	require.Equal(t, "120", lat[6], "added p50: (360+360) - (300+300) us")
+	mem := row(ts[3], "gdrbd protocol C, max-buffers 128")
+	require.Equal(t, []string{"gdrbd protocol C, max-buffers 128", "4k randwrite qd16 x4", "700", "20.0", "21.0", "30.0", "31.0"}, mem)
+	rs := row(ts[4], ResyncUnlimited.Label)
+	require.Equal(t, "41.0", rs[1], "1 GiB in 25 s")
+	require.Equal(t, "0.08x", rs[2])
+	require.Equal(t, "25 s; 41943 K/sec", rs[3])
+	require.Equal(t, "3.00", rs[6])
+	var b strings.Builder
+	res.Markdown(&b)
+	require.Contains(t, b.String(), "### Full initial sync of 1024 MiB")
+}
