@@ -40,8 +40,9 @@ func TestMeterSelf(t *testing.T) {
 	require.NotZero(t, x)
 	require.Greater(t, u.ProcCPU[pid], time.Duration(0))
 	require.Greater(t, u.PeakRSS[pid], int64(0))
-	require.GreaterOrEqual(t, u.HWM[pid], u.PeakRSS[pid])
-	require.Greater(t, u.Total, time.Duration(0))
+	// VmHWM lags VmRSS (per-CPU RSS counters), so only its presence is checked.
+	require.Greater(t, u.HWM[pid], int64(0))
+	require.GreaterOrEqual(t, u.Total, u.Busy)
 	require.GreaterOrEqual(t, u.OtherBusy(0), 0.0)
 	require.Len(t, u.ProcCPU, 1, "pid 0 is not watched")
 }
