@@ -84,6 +84,55 @@ func ProcCPU(pid int) (time.Duration, error) {
 	return time.Duration(u+st) * clockTick, nil
 }
 
+// ProcCounts are a process's cumulative I/O syscalls and context
+// switches. A plain value.
+type ProcCounts struct {
+	// Syscalls is /proc/PID/io's syscr + syscw: read- and write-class
+	// system calls (read, pread, readv, write, pwrite, writev, ...).
+	Syscalls int64
+	// CtxSwitches sums voluntary and involuntary context switches over
+	// the process's threads: a goroutine hand-off that parks and wakes an
+	// OS thread shows up here.
+	CtxSwitches int64
+}
+
+// ReadCounts is pid's ProcCounts now.
+func ReadCounts(pid int) (ProcCounts, error) {
+	var c ProcCounts
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return c, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "syscr" || k == "syscw") {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return c, fmt.Errorf("bench: /proc/%d/io: %q", pid, line)
+			}
+			c.Syscalls += n
+		}
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return c, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				c.CtxSwitches += n
+			}
+		}
+	}
+	return c, nil
+}
+
 // SystemCPU is the machine's busy and total CPU time so far, summed over
 // all CPUs, from /proc/stat's first line (busy = everything but idle and
 // iowait).
@@ -138,6 +187,7 @@ type Usage struct {
 	Total   time.Duration         // whole machine, all CPUs (busy + idle)
 	PeakRSS map[int]int64         // max VmRSS seen while sampling
 	HWM     map[int]int64         // VmHWM at the end
+	Counts  map[int]ProcCounts    // per watched pid, over the interval
 }
 
 // OtherBusy is the machine's busy CPU share (0..1 of all CPUs) not spent
@@ -161,6 +211,7 @@ type Meter struct {
 	pids     []int
 	start    time.Time
 	cpu0     map[int]time.Duration
+	counts0  map[int]ProcCounts
 	busy0    time.Duration
 	total0   time.Duration
 	mu       sync.Mutex
@@ -171,7 +222,7 @@ type Meter struct {
 
 // StartMeter begins an interval over pids (0s are ignored).
 func StartMeter(pids ...int) *Meter {
-	m := &Meter{start: time.Now(), cpu0: map[int]time.Duration{}, peak: map[int]int64{}, stop: make(chan struct{})}
+	m := &Meter{start: time.Now(), cpu0: map[int]time.Duration{}, counts0: map[int]ProcCounts{}, peak: map[int]int64{}, stop: make(chan struct{})}
 	for _, p := range pids {
 		if p > 0 {
 			m.pids = append(m.pids, p)
@@ -179,6 +230,7 @@ func StartMeter(pids ...int) *Meter {
 	}
 	for _, p := range m.pids {
 		m.cpu0[p], _ = ProcCPU(p)
+		m.counts0[p], _ = ReadCounts(p)
 	}
 	m.busy0, m.total0, _ = SystemCPU()
 	m.sampling.Add(1)
@@ -213,13 +265,18 @@ func (m *Meter) Stop() Usage {
 	close(m.stop)
 	m.sampling.Wait()
 	m.sample()
-	u := Usage{Wall: time.Since(m.start), ProcCPU: map[int]time.Duration{}, PeakRSS: map[int]int64{}, HWM: map[int]int64{}}
+	u := Usage{Wall: time.Since(m.start), ProcCPU: map[int]time.Duration{}, PeakRSS: map[int]int64{}, HWM: map[int]int64{},
+		Counts: map[int]ProcCounts{}}
 	busy, total, _ := SystemCPU()
 	u.Busy, u.Total = busy-m.busy0, total-m.total0
 	for _, p := range m.pids {
 		c, _ := ProcCPU(p)
 		u.ProcCPU[p] = c - m.cpu0[p]
 		u.PeakRSS[p] = m.peak[p]
+		if c, err := ReadCounts(p); err == nil {
+			c0 := m.counts0[p]
+			u.Counts[p] = ProcCounts{Syscalls: c.Syscalls - c0.Syscalls, CtxSwitches: c.CtxSwitches - c0.CtxSwitches}
+		}
 		if mem, err := ReadMem(p); err == nil {
 			u.HWM[p] = mem.HWM
 		}

@@ -45,6 +45,11 @@ func TestMeterSelf(t *testing.T) {
 	require.GreaterOrEqual(t, u.Total, u.Busy)
 	require.GreaterOrEqual(t, u.OtherBusy(0), 0.0)
 	require.Len(t, u.ProcCPU, 1, "pid 0 is not watched")
+	c, err := ReadCounts(pid)
+	require.NoError(t, err)
+	require.Greater(t, c.Syscalls, int64(0), "this test read /proc files")
+	require.Greater(t, c.CtxSwitches, int64(0))
+	require.Contains(t, u.Counts, pid)
 }
 
 func TestWaitQuietGivesUp(t *testing.T) {

@@ -50,6 +50,8 @@ func iops(p Point) float64     { return p.Fio.IOPS }
 func bw(p Point) float64       { return p.Fio.BW }
 func cpuIO(p Point) float64    { return p.CPUPerIO() }
 func others(p Point) float64   { return 100 * p.Usage.OtherBusy(0) }
+func sysPerIO(p Point) float64 { return p.PerIO(syscalls) }
+func csPerIO(p Point) float64  { return p.PerIO(ctxSw) }
 func wP50(p Point) float64     { return seconds(p.Fio.WriteP50) }
 func wP99(p Point) float64     { return seconds(p.Fio.WriteP99) }
 func sP50(p Point) float64     { return seconds(p.Fio.SyncP50) }
@@ -66,7 +68,7 @@ func fmtIOPS(v float64) string { return fmtNum(v) }
 
 func (res *Results) iopsTable() Table {
 	t := Table{Title: "4 KiB random write, iodepth 16: IOPS (median of runs)",
-		Header: []string{"target", "IOPS x1 job", "IOPS x4 jobs", "/StandAlone x1", "/StandAlone x4", "server CPU us/IO x1", "others' CPU % x1"}}
+		Header: []string{"target", "IOPS x1 job", "IOPS x4 jobs", "/StandAlone x1", "/StandAlone x4", "server CPU us/IO x1", "syscalls/IO x1", "ctx switches/IO x1", "others' CPU % x1"}}
 	for _, tg := range res.targets() {
 		if isMB128(tg) {
 			continue
@@ -74,10 +76,11 @@ func (res *Results) iopsTable() Table {
 		i1, i4 := res.med(tg, Rand4kJ1, iops), res.med(tg, Rand4kJ4, iops)
 		t.Add(tg.String(), fmtIOPS(i1), fmtIOPS(i4),
 			fmtRatio(i1, res.med(TargetStandAlone, Rand4kJ1, iops)), fmtRatio(i4, res.med(TargetStandAlone, Rand4kJ4, iops)),
-			fmtMicros(res.med(tg, Rand4kJ1, cpuIO)), fmtPct(res.med(tg, Rand4kJ1, others)))
+			fmtMicros(res.med(tg, Rand4kJ1, cpuIO)), fmtNum(res.med(tg, Rand4kJ1, sysPerIO)), fmtNum(res.med(tg, Rand4kJ1, csPerIO)),
+			fmtPct(res.med(tg, Rand4kJ1, others)))
 	}
 	t.Notes = append(t.Notes, "x4 jobs = fio --numjobs=4, each job its own NBD connection (multi-conn); target: protocol C >= 0.5x StandAlone",
-		"server CPU = user+system CPU of both gdrbd daemons (or the reference server) per write; others' CPU = the machine's busy share not ours (other people's jobs), fio excluded only for raw targets")
+		"server CPU = user+system CPU of both gdrbd daemons (or the reference server) per write; syscalls = /proc/PID/io syscr+syscw (read/write-class calls); ctx switches = voluntary+involuntary, all threads; others' CPU = the machine's busy share not ours (other people's jobs), fio excluded only for raw targets")
 	return t
 }
 

@@ -14,7 +14,8 @@ func TestReportTables(t *testing.T) {
 		return Point{Rep: rep, Target: tg, Work: w, Primary: 10, Second: 11,
 			Fio: FioResult{IOPS: iops, BW: iops * float64(w.BS), Ops: int64(iops), WriteP50: p50, SyncP50: p50},
 			Usage: Usage{ProcCPU: map[int]time.Duration{10: time.Duration(iops) * time.Microsecond, 11: 0},
-				PeakRSS: map[int]int64{10: 20 << 20, 11: 30 << 20}, HWM: map[int]int64{10: 21 << 20, 11: 31 << 20}}}
+				PeakRSS: map[int]int64{10: 20 << 20, 11: 30 << 20}, HWM: map[int]int64{10: 21 << 20, 11: 31 << 20},
+				Counts: map[int]ProcCounts{10: {Syscalls: 2 * int64(iops)}, 11: {Syscalls: int64(iops)}}}}
 	}
 	res := &Results{Plan: Plan{ResyncSize: 1 << 30}}
 	for rep := 1; rep <= 3; rep++ {
@@ -49,6 +50,7 @@ func TestReportTables(t *testing.T) {
 	require.Equal(t, "500", c[1])
 	require.Equal(t, "0.50x", c[3])
 	require.Equal(t, "1.00", c[5], "1 us of CPU per IO")
+	require.Equal(t, "3.00", c[6], "syscalls per IO of both daemons")
 	lat := row(ts[2], "gdrbd protocol C")
 	require.Equal(t, "120", lat[6], "added p50: (360+360) - (300+300) us")
 	mem := row(ts[3], "gdrbd protocol C, max-buffers 128")

@@ -105,6 +105,18 @@ func (p Point) CPUPerIO() float64 {
 	return c.Seconds() / float64(p.Fio.Ops)
 }
 
+// PerIO is a count of the server side (both gdrbd daemons, or the
+// reference server) per completed write.
+func (p Point) PerIO(f func(ProcCounts) int64) float64 {
+	if p.Fio.Ops == 0 || p.Primary == 0 {
+		return math.NaN()
+	}
+	return float64(f(p.Usage.Counts[p.Primary])+f(p.Usage.Counts[p.Second])) / float64(p.Fio.Ops)
+}
+
+func syscalls(c ProcCounts) int64 { return c.Syscalls }
+func ctxSw(c ProcCounts) int64    { return c.CtxSwitches }
+
 // ResyncCase is one configuration of section 2 (issue 5). A plain value.
 type ResyncCase struct {
 	Key    string
@@ -266,9 +278,9 @@ func (r *runner) point(rep int, t Target, w Workload, engine Engine, target stri
 	}
 	pt := Point{Rep: rep, Target: t, Work: w, Fio: fr, Usage: u, Primary: primary, Second: second, Quiet: quiet}
 	r.res.Points = append(r.res.Points, pt)
-	r.logf("rep %d  %-34s %-26s %9.0f IOPS %8.1f MiB/s  p50 %6.0f us  sync p50 %6.0f us  cpu/io %5.0f us  others %3.0f%%",
+	r.logf("rep %d  %-34s %-26s %9.0f IOPS %8.1f MiB/s  p50 %6.0f us  sync p50 %6.0f us  cpu/io %5.0f us  sysc/io %4.1f  cs/io %4.1f  others %3.0f%%",
 		rep, t, w.Label, fr.IOPS, fr.BW/(1<<20), fr.WriteP50.Seconds()*1e6, fr.SyncP50.Seconds()*1e6,
-		pt.CPUPerIO()*1e6, 100*u.OtherBusy(0))
+		pt.CPUPerIO()*1e6, pt.PerIO(syscalls), pt.PerIO(ctxSw), 100*u.OtherBusy(0))
 	return nil
 }
 
