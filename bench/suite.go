@@ -132,6 +132,7 @@ var (
 	ResyncFixed200    = ResyncCase{Key: "fixed200", Label: "resync-rate 200M; c-plan-ahead 0, max-buffers 2048", Config: PairConfig{Disk: "c-plan-ahead 0; resync-rate 200M;"}}
 	ResyncFixed200MB  = ResyncCase{Key: "fixed200-mb32k", Label: "resync-rate 200M; c-plan-ahead 0, max-buffers 32768", Config: PairConfig{Disk: "c-plan-ahead 0; resync-rate 200M;", MaxBuffers: 32768}}
 	ResyncSeed        = ResyncCase{Key: "seed", Label: "seed: syncer { rate 200M; } (c-plan-ahead 20, c-max-rate 100M)", Config: PairConfig{Syncer: "rate 200M;"}}
+	ResyncSeedMB      = ResyncCase{Key: "seed-mb32k", Label: "seed, max-buffers 32768", Config: PairConfig{Syncer: "rate 200M;", MaxBuffers: 32768}}
 	ResyncSeedLoad    = ResyncCase{Key: "seed-load", Label: "seed, fio 4k randwrite qd16 on the Primary", Config: PairConfig{Syncer: "rate 200M;"}, Load: true}
 )
 
@@ -422,7 +423,7 @@ func (r *runner) resyncCases() []ResyncCase {
 	if r.p.Quick {
 		return []ResyncCase{ResyncUnlimited, ResyncUnlimitedMB, ResyncFixed200MB}
 	}
-	return []ResyncCase{ResyncUnlimited, ResyncUnlimitedMB, ResyncFixed200, ResyncFixed200MB, ResyncSeed, ResyncSeedLoad}
+	return []ResyncCase{ResyncUnlimited, ResyncUnlimitedMB, ResyncFixed200, ResyncFixed200MB, ResyncSeed, ResyncSeedMB, ResyncSeedLoad}
 }
 
 // resyncSection is section 2: a plain copy between the two loop devices,

@@ -99,7 +99,7 @@ func run() int {
 	if res != nil {
 		var b strings.Builder
 		fmt.Fprintf(&b, "Measured %s with %s (%d repetition(s), %v per point, %d MiB devices, resync %d MiB).\n\n",
-			res.Started.Format("2006-01-02 15:04 MST"), strings.Join(os.Args, " "), p.Repeat, p.Runtime, p.Size>>20, p.ResyncSize>>20)
+			res.Started.Format("2006-01-02 15:04 MST"), strings.Join(append([]string{"gdrbd-bench"}, os.Args[1:]...), " "), p.Repeat, p.Runtime, p.Size>>20, p.ResyncSize>>20)
 		for _, f := range facts {
 			fmt.Fprintf(&b, "- %s\n", f)
 		}
