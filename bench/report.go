@@ -27,7 +27,7 @@ func (res *Results) targets() []Target {
 		seen[p.Target] = true
 	}
 	var ts []Target
-	for t := TargetLoop; t <= TargetProtoCMB128; t++ {
+	for t := TargetLoop; t <= TargetProtoAMB128; t++ {
 		if seen[t] {
 			ts = append(ts, t)
 		}
@@ -49,7 +49,7 @@ func (res *Results) med(t Target, w Workload, f func(Point) float64) float64 {
 func iops(p Point) float64     { return p.Fio.IOPS }
 func bw(p Point) float64       { return p.Fio.BW }
 func cpuIO(p Point) float64    { return p.CPUPerIO() }
-func others(p Point) float64   { return 100 * p.Usage.OtherBusy(0) }
+func others(p Point) float64   { return 100 * p.Others() }
 func sysPerIO(p Point) float64 { return p.PerIO(syscalls) }
 func csPerIO(p Point) float64  { return p.PerIO(ctxSw) }
 func wP50(p Point) float64     { return seconds(p.Fio.WriteP50) }
@@ -61,7 +61,7 @@ func priRSS(p Point) float64   { return float64(p.Usage.PeakRSS[p.Primary]) }
 func priHWM(p Point) float64   { return float64(p.Usage.HWM[p.Primary]) }
 func secRSS(p Point) float64   { return float64(p.Usage.PeakRSS[p.Second]) }
 func secHWM(p Point) float64   { return float64(p.Usage.HWM[p.Second]) }
-func isMB128(t Target) bool    { return t == TargetProtoCMB128 }
+func isMB128(t Target) bool    { return t.maxBuffers128() }
 func hasSecond(t Target) bool  { return t.gdrbd() && t != TargetStandAlone }
 func fmtPct(v float64) string  { return fmtNum(v) }
 func fmtIOPS(v float64) string { return fmtNum(v) }
@@ -80,7 +80,7 @@ func (res *Results) iopsTable() Table {
 			fmtPct(res.med(tg, Rand4kJ1, others)))
 	}
 	t.Notes = append(t.Notes, "x4 jobs = fio --numjobs=4, each job its own NBD connection (multi-conn); target: protocol C >= 0.5x StandAlone",
-		"server CPU = user+system CPU of both gdrbd daemons (or the reference server) per write; syscalls = /proc/PID/io syscr+syscw (read/write-class calls); ctx switches = voluntary+involuntary, all threads; others' CPU = the machine's busy share not ours (other people's jobs), fio excluded only for raw targets")
+		"server CPU = user+system CPU of both gdrbd daemons (or the reference server) per write; syscalls = /proc/PID/io syscr+syscw (read/write-class calls); ctx switches = voluntary+involuntary, all threads; others' CPU = the machine's busy share (of 2 CPUs) used by neither the server nor fio: other people's jobs during the point")
 	return t
 }
 

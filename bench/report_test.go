@@ -1,6 +1,10 @@
 package bench
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -63,4 +67,37 @@ func TestReportTables(t *testing.T) {
 	var b strings.Builder
 	res.Markdown(&b)
 	require.Contains(t, b.String(), "### Full initial sync of 1024 MiB")
+}
+
+// Results written with -json come back whole, and two files merge.
+func TestLoadResults(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w := &Results{Plan: Plan{Size: 1 << 30, Progress: os.Stderr}, Started: time.Unix(100, 0), Ended: time.Unix(200, 0),
+		Points: []Point{{Rep: 1, Target: TargetProtoC, Work: Rand4kJ1, Primary: 7,
+			Fio:   FioResult{IOPS: 4000, Ops: 8000, WriteP50: time.Millisecond},
+			Usage: Usage{ProcCPU: map[int]time.Duration{7: time.Second}, Counts: map[int]ProcCounts{7: {Syscalls: 5}}}}}}
+	rs := &Results{Plan: Plan{ResyncSize: 256 << 20}, Started: time.Unix(50, 0), Ended: time.Unix(300, 0),
+		Copies: []CopyPoint{{Bytes: 1 << 20, Wall: time.Second}}}
+	var paths []string
+	for i, r := range []*Results{w, rs} {
+		b, err := json.Marshal(r)
+		require.NoError(t, err)
+		p := filepath.Join(dir, fmt.Sprint(i, ".json"))
+		require.NoError(t, os.WriteFile(p, b, 0o600))
+		paths = append(paths, p)
+	}
+	got, err := LoadResults(paths...)
+	require.NoError(t, err)
+	require.Len(t, got.Points, 1)
+	require.Equal(t, w.Points[0].Usage.ProcCPU, got.Points[0].Usage.ProcCPU)
+	require.Equal(t, w.Points[0].Fio, got.Points[0].Fio)
+	require.Equal(t, w.Points[0].Work, got.Points[0].Work)
+	require.Len(t, got.Copies, 1)
+	require.Equal(t, int64(256<<20), got.Plan.ResyncSize)
+	require.Equal(t, int64(1<<30), got.Plan.Size)
+	require.True(t, got.Started.Equal(time.Unix(50, 0)))
+	require.True(t, got.Ended.Equal(time.Unix(300, 0)))
+	_, err = LoadResults()
+	require.Error(t, err)
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,7 @@ const (
 	TargetProtoB
 	TargetProtoC
 	TargetProtoCMB128
+	TargetProtoAMB128
 )
 
 func (t Target) String() string {
@@ -77,11 +79,16 @@ func (t Target) String() string {
 		return "gdrbd protocol C"
 	case TargetProtoCMB128:
 		return "gdrbd protocol C, max-buffers 128"
+	case TargetProtoAMB128:
+		return "gdrbd protocol A, max-buffers 128"
 	}
 	return fmt.Sprintf("Target(%d)", int(t))
 }
 
 func (t Target) gdrbd() bool { return t >= TargetStandAlone }
+
+// maxBuffers128 reports the targets of the memory section only.
+func (t Target) maxBuffers128() bool { return t == TargetProtoCMB128 || t == TargetProtoAMB128 }
 
 // Point is one fio run of the matrix. A plain value.
 type Point struct {
@@ -104,6 +111,17 @@ func (p Point) CPUPerIO() float64 {
 	c := p.Usage.ProcCPU[p.Primary] + p.Usage.ProcCPU[p.Second]
 	return c.Seconds() / float64(p.Fio.Ops)
 }
+
+// FioCPU is the CPU time fio itself used (its usr_cpu and sys_cpu are
+// shares of one CPU per job over the runtime).
+func (p Point) FioCPU() time.Duration {
+	share := (p.Fio.UsrCPU + p.Fio.SysCPU) / 100 * float64(max(p.Work.NumJobs, 1))
+	return time.Duration(share * float64(p.Fio.Runtime))
+}
+
+// Others is the busy share of all CPUs during the point that was neither
+// the server side nor fio: other people's jobs on this machine.
+func (p Point) Others() float64 { return p.Usage.OtherBusy(p.FioCPU()) }
 
 // PerIO is a count of the server side (both gdrbd daemons, or the
 // reference server) per completed write.
@@ -166,11 +184,12 @@ type Plan struct {
 	AppRuntime time.Duration // fio during a resync
 	Repeat     int
 	Quick      bool          // fewer targets, workloads and resync cases
-	Write      bool          // section 1: write matrix, latency, memory
+	Write      bool          // section 1: write matrix and latency
+	Memory     bool          // section 1: daemon memory, max-buffers 2048 vs 128
 	Resync     bool          // section 2
 	QuietBusy  float64       // wait before each point until the machine is less busy than this (0..1)
 	QuietWait  time.Duration // ... but no longer than this
-	Progress   io.Writer     // one line per point
+	Progress   io.Writer     `json:"-"` // one line per point
 }
 
 // Results is everything Run measured. A plain value.
@@ -184,6 +203,49 @@ type Results struct {
 	Resyncs []ResyncPoint
 	Copies  []CopyPoint
 	Skipped []string // targets or sections left out, and why
+}
+
+// LoadResults reads results Run wrote as JSON (gdrbd-bench -json) and
+// merges them, so that tables can be made again, or from several runs
+// (e.g. the write and the memory section measured apart).
+func LoadResults(paths ...string) (*Results, error) {
+	var all *Results
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		var r Results
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("bench: %s: %w", p, err)
+		}
+		if all == nil {
+			all = &r
+			continue
+		}
+		all.Points = append(all.Points, r.Points...)
+		all.Resyncs = append(all.Resyncs, r.Resyncs...)
+		all.Copies = append(all.Copies, r.Copies...)
+		all.Skipped = append(all.Skipped, r.Skipped...)
+		if r.Plan.ResyncSize != 0 {
+			all.Plan.ResyncSize = r.Plan.ResyncSize
+		}
+		all.Started, all.LoadBeg = minTime(all.Started, r.Started, all.LoadBeg, r.LoadBeg)
+		if r.Ended.After(all.Ended) {
+			all.Ended, all.LoadEnd = r.Ended, r.LoadEnd
+		}
+	}
+	if all == nil {
+		return nil, errors.New("bench: no results to load")
+	}
+	return all, nil
+}
+
+func minTime(a, b time.Time, la, lb float64) (time.Time, float64) {
+	if b.Before(a) {
+		return b, lb
+	}
+	return a, la
 }
 
 // ErrSkip is returned by Run when the benchmark cannot run here at all
@@ -234,7 +296,7 @@ func Run(ctx context.Context, p Plan) (*Results, error) {
 	}
 	defer os.RemoveAll(dir)
 	r := &runner{ctx: ctx, p: p, dir: dir, res: &Results{Plan: p, Started: time.Now(), LoadBeg: LoadAvg()}}
-	if p.Write {
+	if p.Write || p.Memory {
 		err = r.writeSection()
 	}
 	if err == nil && p.Resync {
@@ -281,7 +343,7 @@ func (r *runner) point(rep int, t Target, w Workload, engine Engine, target stri
 	r.res.Points = append(r.res.Points, pt)
 	r.logf("rep %d  %-34s %-26s %9.0f IOPS %8.1f MiB/s  p50 %6.0f us  sync p50 %6.0f us  cpu/io %5.0f us  sysc/io %4.1f  cs/io %4.1f  others %3.0f%%",
 		rep, t, w.Label, fr.IOPS, fr.BW/(1<<20), fr.WriteP50.Seconds()*1e6, fr.SyncP50.Seconds()*1e6,
-		pt.CPUPerIO()*1e6, pt.PerIO(syscalls), pt.PerIO(ctxSw), 100*u.OtherBusy(0))
+		pt.CPUPerIO()*1e6, pt.PerIO(syscalls), pt.PerIO(ctxSw), 100*pt.Others())
 	return nil
 }
 
@@ -310,7 +372,7 @@ func (r *runner) writeSection() (err error) {
 		servers = []ServerKind{ServerQemuNBD}
 		protos = []Target{TargetProtoC, TargetProtoA}
 	}
-	for rep := 1; rep <= r.p.Repeat; rep++ {
+	for rep := 1; rep <= r.p.Repeat && r.p.Write; rep++ {
 		for _, w := range r.workloads() {
 			if err := r.point(rep, TargetLoop, w, EngineLibaio, disks[0].Dev, 0, 0); err != nil {
 				return err
@@ -343,12 +405,23 @@ func (r *runner) writeSection() (err error) {
 			}
 		}
 		for _, t := range protos {
-			if err := r.gdrbdPoints(rep, t, disks); err != nil {
+			if err := r.gdrbdPoints(rep, t, disks, r.workloads(), t == TargetProtoC); err != nil {
 				return err
 			}
 		}
-		if err := r.gdrbdPoints(rep, TargetProtoCMB128, disks); err != nil {
-			return err
+	}
+	// Memory: the Secondary holds what it received until it is on disk,
+	// at most max-buffers; protocol A lets the Primary run ahead of it.
+	memTargets := []Target{TargetProtoC, TargetProtoCMB128, TargetProtoA, TargetProtoAMB128}
+	memWorks := []Workload{Rand4kJ4, Seq1MJ4}
+	if r.p.Quick {
+		memTargets, memWorks = []Target{TargetProtoA, TargetProtoAMB128}, []Workload{Seq1MJ4}
+	}
+	for rep := 1; rep <= r.p.Repeat && r.p.Memory; rep++ {
+		for _, t := range memTargets {
+			if err := r.gdrbdPoints(rep, t, disks, memWorks, false); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -364,9 +437,9 @@ func (r *runner) skip(why string) {
 }
 
 // gdrbdPoints sets up a pair for t on the disks, skips the initial sync,
-// runs the workloads on the Primary; after protocol C it disconnects the
-// Primary (StandAlone) and runs them again.
-func (r *runner) gdrbdPoints(rep int, t Target, disks [2]*Disk) (err error) {
+// runs the workloads on the Primary; after protocol C in the write
+// section it disconnects the Primary (StandAlone) and runs them again.
+func (r *runner) gdrbdPoints(rep int, t Target, disks [2]*Disk, works []Workload, thenStandAlone bool) (err error) {
 	cfg := PairConfig{}
 	switch t {
 	case TargetProtoA:
@@ -375,6 +448,8 @@ func (r *runner) gdrbdPoints(rep int, t Target, disks [2]*Disk) (err error) {
 		cfg.Protocol = "B"
 	case TargetProtoCMB128:
 		cfg.MaxBuffers = 128
+	case TargetProtoAMB128:
+		cfg.Protocol, cfg.MaxBuffers = "A", 128
 	}
 	pdir, err := os.MkdirTemp(r.dir, "p")
 	if err != nil {
@@ -389,19 +464,12 @@ func (r *runner) gdrbdPoints(rep int, t Target, disks [2]*Disk) (err error) {
 	if err := p.SkipSync(r.ctx); err != nil {
 		return err
 	}
-	works := r.workloads()
-	if t == TargetProtoCMB128 {
-		works = []Workload{Rand4kJ4, Seq1MJ1}
-		if !r.p.Quick {
-			works = []Workload{Rand4kJ4, Seq1MJ4}
-		}
-	}
 	for _, w := range works {
 		if err := r.point(rep, t, w, EngineNBD, p.URI(), p.A.Pid(), p.B.Pid()); err != nil {
 			return err
 		}
 	}
-	if t != TargetProtoC {
+	if !thenStandAlone {
 		return nil
 	}
 	if _, err := p.A.Run(r.ctx, "disconnect", "r0"); err != nil {

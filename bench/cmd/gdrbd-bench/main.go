@@ -35,13 +35,32 @@ func run() int {
 	appRuntime := flag.Duration("app-runtime", 10*time.Second, "fio runtime during the loaded resync")
 	size := flag.String("size", "1G", "device size for the write matrix (K, M, G)")
 	rsize := flag.String("resync-size", "1G", "device size for the resync")
-	sections := flag.String("sections", "write,resync", "which sections: write (issue 4), resync (issue 5)")
+	sections := flag.String("sections", "write,memory,resync", "which sections: write and memory (issue 4), resync (issue 5)")
 	dir := flag.String("dir", "/tmp", "scratch directory (files of twice the sizes; keep the path short)")
 	quietBusy := flag.Float64("quiet-busy", 0.3, "before each point wait until the machine is less busy than this share of all CPUs ...")
 	quietWait := flag.Duration("quiet-wait", 30*time.Second, "... but at most this long (0: never wait)")
 	mdOut := flag.String("md", "", "also write the tables as markdown to this file")
 	jsonOut := flag.String("json", "", "write every raw point as JSON to this file")
+	from := flag.String("from", "", "measure nothing: print the tables of these -json files (comma-separated, merged)")
 	flag.Parse()
+
+	if *from != "" {
+		res, err := bench.LoadResults(strings.Split(*from, ",")...)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gdrbd-bench:", err)
+			return 1
+		}
+		var b strings.Builder
+		res.Markdown(&b)
+		fmt.Print(b.String())
+		if *mdOut != "" {
+			if err := os.WriteFile(*mdOut, []byte(b.String()), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "gdrbd-bench:", err)
+				return 1
+			}
+		}
+		return 0
+	}
 
 	p := bench.Plan{Gdrbd: *gdrbd, Fio: "fio", Dir: *dir, Runtime: *runtimeF, AppRuntime: *appRuntime,
 		Repeat: *repeat, Quick: *quick, QuietBusy: *quietBusy, QuietWait: *quietWait, Progress: os.Stderr}
@@ -73,6 +92,8 @@ func run() int {
 		switch strings.TrimSpace(s) {
 		case "write":
 			p.Write = true
+		case "memory":
+			p.Memory = true
 		case "resync":
 			p.Resync = true
 		default:
