@@ -460,6 +460,10 @@ func (n *Node) receiveMeta(pk protocol.Packet) error {
 			return nil
 		case protocol.CmdPingAck:
 			n.peer.pingSent = 0
+			if rs := &n.peer.rs; rs.finishPingSent {
+				rs.finishPinged = true
+				n.resyncFinished()
+			}
 			return nil
 		}
 	case *protocol.StateChgReply:

@@ -55,6 +55,9 @@ type resync struct {
 	sameCsum  uint64
 	cursor    uint64 // next bit to look at (target)
 
+	// the ping that orders our last acks before our final state
+	finishPingSent, finishPinged bool
+
 	// rate control (target)
 	inFlightSect int64 // sectors requested, not yet written
 	sectIn       int64 // sectors that came in since the last tick
@@ -314,6 +317,14 @@ func (n *Node) maybeResyncDone() {
 
 // resyncFinished ends a resync or verify (DRBD's drbd_resync_finished):
 // states to Connected / UpToDate and the generation UUIDs handed over.
+//
+// PING BEFORE FINISH: like DRBD's drbd_resync_finished (ping_peer), the
+// node first pings the peer and finishes when the ack arrives. Our acks
+// and our final P_STATE travel on different sockets; a DRBD 8.4 sync
+// source (protocol > 95) finishes only on that P_STATE and only if every
+// P_RS_WRITE_ACK was processed before it, else it waits forever. The
+// P_PING_ACK comes back after the peer processed every meta packet sent
+// before the ping.
 func (n *Node) resyncFinished() {
 	if n.peer == nil || n.ldev == nil {
 		return
@@ -323,6 +334,16 @@ func (n *Node) resyncFinished() {
 		return
 	}
 	rs := &n.peer.rs
+	if !rs.finishPinged {
+		if rs.finishPingSent {
+			return // already waiting for the ack
+		}
+		rs.finishPingSent = true
+		n.peer.pingSent = n.peer.now
+		n.send(MetaStream, &protocol.Empty{Cmd: protocol.CmdPing})
+		return
+	}
+	rs.finishPinged, rs.finishPingSent = false, false
 	l := n.ldev
 	verify := os.Conn == VerifyS || os.Conn == VerifyT
 	dt := (n.peer.now - rs.startTick) * int64(n.cfg.TickMillis) / 1000

@@ -413,6 +413,9 @@ func (s *Sim) maybeConnect() {
 		s.connUp = true
 		s.streamTail = [4]int64{}
 		a.trying, b.trying = false, false
+		// Writes of an earlier connection never delivered are gone.
+		a.received.newConnection(s.connGen)
+		b.received.newConnection(s.connGen)
 		rc := s.rng.Intn(2) == 0
 		s.logf("connection %d established", s.connGen)
 		a.core.Connected(rc)
