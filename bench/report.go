@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -152,7 +153,7 @@ func (res *Results) resyncTable() Table {
 	}
 	copyRate := Median(cp)
 	t := Table{Title: fmt.Sprintf("Full initial sync of %d MiB: MiB/s (median of runs)", res.Plan.ResyncSize>>20),
-		Header: []string{"case", "MiB/s (log timestamps)", "/dd copy", "\"Resync done\" line", "proc speed: median", "proc want: median", "daemons' CPU s", "app IOPS during / alone"}}
+		Header: []string{"case", "MiB/s (log timestamps)", "/dd copy", "\"Resync done\" lines (distinct)", "proc speed: median", "proc want: median", "daemons' CPU s", "app IOPS during / alone"}}
 	t.Add("dd copy loop->loop (1M, direct, fdatasync)", fmtMiB(copyRate), "1.00x", "-", "-", "-", "-", "-")
 	var keys []string
 	seen := map[string]ResyncCase{}
@@ -177,7 +178,9 @@ func (res *Results) resyncTable() Table {
 				c += d.Seconds()
 			}
 			cpu = append(cpu, c)
-			lines = append(lines, fmt.Sprintf("%d s; %d K/sec", p.Result.Log.TotalSec, p.Result.Log.LogKiBs))
+			if l := fmt.Sprintf("%d s; %d K/sec", p.Result.Log.TotalSec, p.Result.Log.LogKiBs); !slices.Contains(lines, l) {
+				lines = append(lines, l)
+			}
 			if p.Result.App != nil && p.AppAlone != nil {
 				appD = append(appD, p.Result.App.IOPS)
 				appA = append(appA, p.AppAlone.IOPS)
@@ -188,7 +191,7 @@ func (res *Results) resyncTable() Table {
 			app = fmtIOPS(Median(appD)) + " / " + fmtIOPS(Median(appA))
 		}
 		r := Median(rate)
-		t.Add(seen[k].Label, fmtMiB(r), fmtRatio(r, copyRate), strings.Join(lines, ", "),
+		t.Add(seen[k].Label, fmtMiB(r), fmtRatio(r, copyRate), strings.Join(lines, " / "),
 			fmtNum(Median(recent)), fmtNum(Median(want)), fmtNum(Median(cpu)), app)
 	}
 	t.Notes = append(t.Notes, "MiB/s from the SyncTarget's log: \"Began resync\" to \"Resync done\" timestamps (ms) over the KiB it announced; proc speed/want in K/sec from `gdrbd status --proc` on the SyncTarget once a second",

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -152,6 +153,10 @@ var (
 	ResyncSeed        = ResyncCase{Key: "seed", Label: "seed: syncer { rate 200M; } (c-plan-ahead 20, c-max-rate 100M)", Config: PairConfig{Syncer: "rate 200M;"}}
 	ResyncSeedMB      = ResyncCase{Key: "seed-mb32k", Label: "seed, max-buffers 32768", Config: PairConfig{Syncer: "rate 200M;", MaxBuffers: 32768}}
 	ResyncSeedLoad    = ResyncCase{Key: "seed-load", Label: "seed, fio 4k randwrite qd16 on the Primary", Config: PairConfig{Syncer: "rate 200M;"}, Load: true}
+	ResyncSeedMBLoad  = ResyncCase{Key: "seed-mb32k-load", Label: "seed, max-buffers 32768, fio 4k randwrite qd16 on the Primary", Config: PairConfig{Syncer: "rate 200M;", MaxBuffers: 32768}, Load: true}
+
+	// AllResyncCases are the cases of a full run, in order.
+	AllResyncCases = []ResyncCase{ResyncUnlimited, ResyncUnlimitedMB, ResyncFixed200, ResyncFixed200MB, ResyncSeed, ResyncSeedMB, ResyncSeedLoad, ResyncSeedMBLoad}
 )
 
 // ResyncPoint is one measured case. A plain value.
@@ -183,13 +188,16 @@ type Plan struct {
 	Runtime    time.Duration
 	AppRuntime time.Duration // fio during a resync
 	Repeat     int
-	Quick      bool          // fewer targets, workloads and resync cases
-	Write      bool          // section 1: write matrix and latency
-	Memory     bool          // section 1: daemon memory, max-buffers 2048 vs 128
-	Resync     bool          // section 2
-	QuietBusy  float64       // wait before each point until the machine is less busy than this (0..1)
-	QuietWait  time.Duration // ... but no longer than this
-	Progress   io.Writer     `json:"-"` // one line per point
+	Quick      bool // fewer targets, workloads and resync cases
+	Write      bool // section 1: write matrix and latency
+	Memory     bool // section 1: daemon memory, max-buffers 2048 vs 128
+	Resync     bool // section 2
+	// ResyncCases picks cases of section 2 by key (nil: all, or the
+	// quick ones).
+	ResyncCases []string
+	QuietBusy   float64       // wait before each point until the machine is less busy than this (0..1)
+	QuietWait   time.Duration // ... but no longer than this
+	Progress    io.Writer     `json:"-"` // one line per point
 }
 
 // Results is everything Run measured. A plain value.
@@ -488,10 +496,19 @@ func (r *runner) gdrbdPoints(rep int, t Target, disks [2]*Disk, works []Workload
 
 // resyncCases of section 2.
 func (r *runner) resyncCases() []ResyncCase {
+	if len(r.p.ResyncCases) > 0 {
+		var cs []ResyncCase
+		for _, c := range AllResyncCases {
+			if slices.Contains(r.p.ResyncCases, c.Key) {
+				cs = append(cs, c)
+			}
+		}
+		return cs
+	}
 	if r.p.Quick {
 		return []ResyncCase{ResyncUnlimited, ResyncUnlimitedMB, ResyncFixed200MB}
 	}
-	return []ResyncCase{ResyncUnlimited, ResyncUnlimitedMB, ResyncFixed200, ResyncFixed200MB, ResyncSeed, ResyncSeedMB, ResyncSeedLoad}
+	return AllResyncCases
 }
 
 // resyncSection is section 2: a plain copy between the two loop devices,

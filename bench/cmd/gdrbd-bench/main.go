@@ -41,6 +41,7 @@ func run() int {
 	quietWait := flag.Duration("quiet-wait", 30*time.Second, "... but at most this long (0: never wait)")
 	mdOut := flag.String("md", "", "also write the tables as markdown to this file")
 	jsonOut := flag.String("json", "", "write every raw point as JSON to this file")
+	cases := flag.String("resync-cases", "", "only these resync cases (comma-separated keys: unlimited, unlimited-mb32k, fixed200, fixed200-mb32k, seed, seed-mb32k, seed-load, seed-mb32k-load)")
 	from := flag.String("from", "", "measure nothing: print the tables of these -json files (comma-separated, merged)")
 	flag.Parse()
 
@@ -87,6 +88,9 @@ func run() int {
 		def("size", func() { p.Size = 256 << 20 })
 		def("resync-size", func() { p.ResyncSize = 256 << 20 })
 		def("quiet-wait", func() { p.QuietWait = 0 })
+	}
+	if *cases != "" {
+		p.ResyncCases = strings.Split(*cases, ",")
 	}
 	for _, s := range strings.Split(*sections, ",") {
 		switch strings.TrimSpace(s) {
