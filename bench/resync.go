@@ -112,11 +112,12 @@ type ResyncResult struct {
 }
 
 // MedianRecent is the median of the sampled recent speeds (KiB/s),
-// leaving out the first sample (the rate is still ramping up then).
+// leaving out the first sample (the rate is still ramping up then) and
+// samples taken before any progress (speed 0).
 func (r ResyncResult) MedianRecent() float64 {
 	var xs []float64
 	for i, s := range r.Samples {
-		if i == 0 && len(r.Samples) > 2 {
+		if (i == 0 && len(r.Samples) > 2) || s.Recent == 0 {
 			continue
 		}
 		xs = append(xs, float64(s.Recent))

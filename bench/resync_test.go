@@ -66,4 +66,6 @@ func TestResyncMedians(t *testing.T) {
 	require.InDelta(t, 200, r.MedianRecent(), 1e-9)
 	require.InDelta(t, 500, r.MedianWant(), 1e-9)
 	require.True(t, isNaN(ResyncResult{}.MedianRecent()))
+	r = ResyncResult{Samples: []ProcSpeed{{Recent: 0}, {Recent: 400}}}
+	require.InDelta(t, 400, r.MedianRecent(), 1e-9, "a resync done within two samples")
 }
