@@ -15,7 +15,7 @@ import (
 // ErrFio is wrapped by every failure to run fio or read its report.
 var ErrFio = errors.New("bench: fio")
 
-// Engine is the fio I/O engine of a job.
+// Engine is the fio I/O engine of a job. A plain value.
 type Engine int
 
 // The engines the matrix uses: nbd for every NBD server (gdrbd, nbdkit,

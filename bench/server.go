@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-// ServerKind is a reference NBD server, an anchor for gdrbd's numbers.
+// ServerKind is a reference NBD server, an anchor for gdrbd's numbers. A
+// plain value.
 type ServerKind int
 
 // The reference servers: both serve the very device gdrbd uses, with

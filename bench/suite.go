@@ -41,7 +41,7 @@ func (w Workload) Job(engine Engine, target string, size int64, d time.Duration)
 		NumJobs: w.NumJobs, Size: size, Runtime: d, Fsync: w.Fsync}
 }
 
-// Target is what a point writes to.
+// Target is what a point writes to. A plain value.
 type Target int
 
 // The targets of section 1: the anchors (the loop device and its file
