@@ -32,7 +32,11 @@ func gdrbdBinary(t *testing.T) string {
 		}
 		buildBin = filepath.Join(buildDir, "gdrbd")
 		var out []byte
-		out, buildErr = exec.Command("go", "build", "-o", buildBin, "../cmd/gdrbd").CombinedOutput()
+		goCmd, err := exec.LookPath("go")
+		if err != nil {
+			goCmd = "/usr/local/go/bin/go" // where the CI image installs it
+		}
+		out, buildErr = exec.Command(goCmd, "build", "-o", buildBin, "../cmd/gdrbd").CombinedOutput()
 		if buildErr != nil {
 			buildErr = &buildError{buildErr, string(out)}
 		}
