@@ -20,6 +20,18 @@ type Writer struct {
 	buf  []byte
 	iov  [2][]byte
 	bufs net.Buffers
+
+	// Buffered packets (Buffer/Flush): headers copied into arena, data
+	// payloads referenced, all sent with one writev by Flush.
+	arena   []byte
+	pending []pendingPacket
+}
+
+// pendingPacket is a buffered packet: its header and fixed part at
+// arena[off:off+n], and the payload it references.
+type pendingPacket struct {
+	off, n int
+	tail   []byte
 }
 
 // NewWriter returns a Writer on w (normally a *net.TCPConn, which gets one
@@ -62,6 +74,54 @@ func (w *Writer) WriteMessage(m Message) error {
 	w.iov[1] = nil // do not pin the caller's payload
 	if err != nil {
 		return fmt.Errorf("protocol: write %v: %w", h.Cmd, err)
+	}
+	return nil
+}
+
+// Buffer encodes m and keeps it for the next Flush, so that a batch of
+// packets costs one writev instead of one each (what TCP_CORK achieves
+// for DRBD). Header and fixed part are copied; the data payload is only
+// referenced and must stay untouched until Flush returns. Encoding errors
+// come back at once and buffer nothing.
+func (w *Writer) Buffer(m Message) error {
+	h, buf, tail, err := encode(w.buf[:MaxHeaderSize], w.d, m)
+	if err != nil {
+		return err
+	}
+	hb := buf[MaxHeaderSize-h.Format.Size():]
+	w.pending = append(w.pending, pendingPacket{off: len(w.arena), n: len(hb), tail: tail})
+	w.arena = append(w.arena, hb...)
+	return nil
+}
+
+// Buffered reports how many packets wait for Flush.
+func (w *Writer) Buffered() int { return len(w.pending) }
+
+// Flush writes every buffered packet, in order, with one writev (more if
+// there are over IOV_MAX pieces). A write error is returned wrapped and
+// leaves the stream in an unknown state (drop the connection); the
+// buffer is empty afterwards either way.
+func (w *Writer) Flush() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	bufs := w.bufs[:0]
+	for _, p := range w.pending {
+		bufs = append(bufs, w.arena[p.off:p.off+p.n])
+		if len(p.tail) > 0 {
+			bufs = append(bufs, p.tail)
+		}
+	}
+	w.bufs = bufs
+	n := len(w.pending)
+	out := bufs // WriteTo consumes its receiver
+	_, err := out.WriteTo(w.w)
+	clear(w.bufs) // do not pin the callers' payloads
+	clear(w.pending)
+	w.pending = w.pending[:0]
+	w.arena = w.arena[:0]
+	if err != nil {
+		return fmt.Errorf("protocol: write %d buffered packets: %w", n, err)
 	}
 	return nil
 }

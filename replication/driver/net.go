@@ -557,44 +557,57 @@ func (r *Resource) writeSocket(c *peerConn, s replication.Stream) {
 		if !ok {
 			return
 		}
-		for i, it := range batch {
+		// The whole batch goes out with one writev (Buffer + Flush): under
+		// load this replaces a syscall per packet. Application payloads
+		// are referenced until the flush, so the batch holds appMu: a
+		// connection being closed cannot complete (and hand back) a
+		// request whose data is still being sent.
+		hasApp := false
+		for _, it := range batch {
+			if it.dialect == nil && isAppData(it.msg) {
+				hasApp = true
+				break
+			}
+		}
+		if hasApp {
+			c.appMu.Lock()
+		}
+		closing := hasApp && c.closing.Load()
+		for _, it := range batch {
 			if it.dialect != nil {
 				if err := w.SetDialect(*it.dialect); err != nil {
 					panic(fmt.Sprintf("driver: core handed an invalid dialect: %v", err))
 				}
 				continue
 			}
-			var err error
-			if isAppData(it.msg) {
-				err = c.writeAppData(w, it.msg)
-			} else {
-				err = w.WriteMessage(it.msg)
-			}
-			if errors.Is(err, errDropped) {
-				err = nil
-			}
-			if err != nil {
-				if errors.Is(err, protocol.ErrInvalidPacket) || errors.Is(err, protocol.ErrDialect) {
+			if !(closing && isAppData(it.msg)) {
+				if err := w.Buffer(it.msg); err != nil {
 					panic(fmt.Sprintf("driver: core emitted a packet the wire cannot carry: %v", err))
 				}
-				left := sent
-				for _, x := range append(batch[i:], q.drain()...) {
-					if x.token != 0 {
-						left = append(left, x.token)
-					}
-				}
-				reason := failureReason("send", err)
-				r.post(func() {
-					r.connFailed(c, false, reason)
-					for _, t := range left {
-						r.node.Sent(t)
-					}
-				})
-				return
 			}
 			if it.token != 0 {
 				sent = append(sent, it.token)
 			}
+		}
+		err := w.Flush()
+		if hasApp {
+			c.appMu.Unlock()
+		}
+		if err != nil {
+			left := sent
+			for _, x := range q.drain() {
+				if x.token != 0 {
+					left = append(left, x.token)
+				}
+			}
+			reason := failureReason("send", err)
+			r.post(func() {
+				r.connFailed(c, false, reason)
+				for _, t := range left {
+					r.node.Sent(t)
+				}
+			})
+			return
 		}
 		if len(sent) > 0 {
 			toks := sent
@@ -609,24 +622,11 @@ func (r *Resource) writeSocket(c *peerConn, s replication.Stream) {
 	}
 }
 
-// errDropped: a P_DATA not sent because its connection is closing.
-var errDropped = errors.New("driver: connection closing")
-
 // isAppData reports whether a packet's payload is an application buffer
 // (P_DATA); other payloads belong to the driver.
 func isAppData(m protocol.Message) bool {
 	d, ok := m.Packet.(*protocol.Data)
 	return ok && d.Cmd == protocol.CmdData
-}
-
-// writeAppData writes a P_DATA unless the connection is closing.
-func (c *peerConn) writeAppData(w *protocol.Writer, m protocol.Message) error {
-	c.appMu.Lock()
-	defer c.appMu.Unlock()
-	if c.closing.Load() {
-		return errDropped
-	}
-	return w.WriteMessage(m)
 }
 
 // readSocket hands a socket's packets to the loop. The data reader

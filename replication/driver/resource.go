@@ -164,6 +164,18 @@ func (r *Resource) run() {
 		select {
 		case f := <-r.inbox:
 			f()
+			// Take everything else already waiting before pumping: the
+			// core accumulates one Ready over several inputs, so a burst of
+			// completions and packets costs one pump (one batch per writer
+			// and per disk queue) instead of one each.
+			for drained := false; !drained; {
+				select {
+				case f := <-r.inbox:
+					f()
+				default:
+					drained = true
+				}
+			}
 		case <-t.C:
 			r.tick()
 		case <-r.quit:
