@@ -80,6 +80,10 @@ type Node struct {
 	// Range locks between resync and writes (see locks.go).
 	locks []*rangeLock
 
+	// ioSectors counts application and peer I/O issued to the local disk
+	// (for the resync's c-min-rate throttle).
+	ioSectors uint64
+
 	// handlerWaiters: handlers run with Wait, by Handler ID.
 	handlerWaiters map[uint64]func(exitCode int)
 

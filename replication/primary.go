@@ -161,6 +161,7 @@ func (n *Node) startRead(req *request) {
 
 func (n *Node) readLocal(req *request) {
 	n.ldev.inFlight++
+	n.ioSectors += uint64(req.Length / 512)
 	n.submitDisk(DiskOp{Op: OpRead, Offset: req.Offset, Length: req.Length, Data: req.Data}, func(err error, _ []byte) {
 		n.ldev.inFlight--
 		n.stats.dr += uint64(req.Length)
@@ -366,6 +367,7 @@ func (n *Node) doIssueWrite(req *request) {
 	if local {
 		req.localPending = true
 		n.ldev.inFlight++
+		n.ioSectors += uint64(req.Length / 512)
 		op := DiskOp{Op: req.Op, Offset: req.Offset, Length: req.Length, Data: req.Data, FUA: req.FUA}
 		n.submitDisk(op, func(err error, _ []byte) { n.localWriteDone(req, err) })
 	} else {

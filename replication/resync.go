@@ -58,6 +58,11 @@ type resync struct {
 	// the ping that orders our last acks before our final state
 	finishPingSent, finishPinged bool
 
+	// c-min-rate throttle: application I/O seen at the last tick
+	lastIOSectors uint64
+	throttled     uint64 // ticks the resync gave way to the application
+	avgKiB        int64  // recent resync speed
+
 	// rate control (target)
 	inFlightSect int64 // sectors requested, not yet written
 	sectIn       int64 // sectors that came in since the last tick
@@ -434,6 +439,21 @@ func (n *Node) resyncTick() {
 	} else {
 		rs.rateKiB = n.cfg.ResyncRate
 		blocks = int64(n.cfg.ResyncRate) * tick / 1000 / 4
+	}
+	// C-MIN-RATE: while the application does I/O here (its own requests,
+	// or the peer's writes of the application running there), a resync
+	// faster than c-min-rate gives way: this tick it only asks for
+	// c-min-rate's share (DRBD's drbd_rs_c_min_rate_throttle; 64 sectors
+	// of other I/O count as activity).
+	appIO := n.ioSectors - rs.lastIOSectors
+	rs.lastIOSectors = n.ioSectors
+	// The resync's speed is averaged over about a second (DRBD averages
+	// over its sync marks), so a throttled tick does not count as slow.
+	curKiB := sectIn / 2 * 1000 / tick
+	rs.avgKiB = (rs.avgKiB*7 + curKiB) / 8
+	if minKiB := int64(n.cfg.CMinRate); minKiB > 0 && appIO > 64 && rs.avgKiB > minKiB {
+		blocks = min(blocks, max(minKiB*tick/1000/4, 1))
+		rs.throttled++
 	}
 	// Never more than max-buffers/2 in flight.
 	maxInFlight := int64(n.cfg.MaxBuffers/2) * sectorsPerBlock

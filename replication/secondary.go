@@ -25,6 +25,15 @@ type peerWrite struct {
 	done    bool
 }
 
+// pages is the write's memory in 4 KiB pages (trims carry no data: one
+// page for the request itself).
+func (w *peerWrite) pages() int {
+	if w.op != OpWrite {
+		return 1
+	}
+	return int((w.size + BlockSize - 1) / BlockSize)
+}
+
 // rEpoch is an epoch of received writes.
 type rEpoch struct {
 	writes   []*peerWrite
@@ -38,7 +47,7 @@ type rEpoch struct {
 // receiver holds the epochs being applied; epochs[0] is the active one.
 type receiver struct {
 	epochs  []*rEpoch
-	backlog int // writes received and not yet completed
+	backlog int // 4 KiB pages of peer writes received and not yet completed
 }
 
 func (r *receiver) init() { r.epochs = []*rEpoch{{}} }
@@ -53,10 +62,11 @@ func (r *receiver) receiving() *rEpoch {
 	return last
 }
 
-// RecvBacklog is the number of peer writes received but not yet on disk.
-// The driver stops reading the data socket while it is at or above
-// Config.MaxBuffers: that bounds memory and pushes back on the Primary
-// through TCP (DRBD's max-buffers).
+// RecvBacklog is how many 4 KiB pages of peer writes were received and
+// are not yet on disk. The driver stops reading the data socket while it
+// is at or above Config.MaxBuffers: that bounds memory (max-buffers counts
+// pages, as DRBD's drbd_alloc_pages does: 2048 is 8 MiB whatever the
+// write size) and pushes back on the Primary through TCP.
 func (n *Node) RecvBacklog() int {
 	if n.peer == nil {
 		return 0
@@ -106,7 +116,7 @@ func (n *Node) acceptPeerWrite(w *peerWrite) {
 	pr := n.peer
 	e := pr.recv.receiving()
 	e.writes = append(e.writes, w)
-	pr.recv.backlog++
+	pr.recv.backlog += w.pages()
 	if e == pr.recv.epochs[0] {
 		n.issuePeerWrite(e, w)
 	}
@@ -129,6 +139,7 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 	}
 	l := n.ldev
 	off := int64(w.sector) * 512
+	n.ioSectors += uint64(w.size / 512)
 	submit := func() {
 		var lk *rangeLock
 		lk = n.lockRange(off, w.size, lockWrite, func() {
@@ -168,7 +179,7 @@ func (n *Node) peerWriteDone(e *rEpoch, w *peerWrite, err error) {
 		}
 		return
 	}
-	pr.recv.backlog--
+	pr.recv.backlog -= w.pages()
 	if err != nil {
 		if err != ErrNotAttached {
 			n.diskError("peer write", err)

@@ -482,3 +482,31 @@ func TestScenarioOverlappingWritesKeepReplicasEqual(t *testing.T) {
 		}
 	}
 }
+
+// c-min-rate: while the application writes, the resync gives way down to
+// c-min-rate; on an idle pair it runs at its full rate.
+func TestScenarioResyncGivesWayToApplication(t *testing.T) {
+	t.Parallel()
+	const fullKiB, minKiB = 40 << 10, 4 << 10
+	rate := func(withApp bool) float64 {
+		s := scenario(t, func(i int, c *replication.Config) {
+			c.ResyncRate, c.CPlanAhead, c.CMinRate, c.MaxBuffers = fullKiB, 0, minKiB, 8192
+		})
+		a, b := s.nodes[0], s.nodes[1]
+		s.waitFor(t, "connection", 2_000_000, func() bool { return bothConnected(a, b) })
+		require.NoError(t, s.adminErr(a, func(d func(error)) { a.core.Primary(true, d) }))
+		s.waitFor(t, "sync start", 2_000_000, func() bool { return b.core.State().Conn == replication.SyncTarget })
+		if withApp {
+			s.opt.QueueDepth = 2
+			s.startApp(a)
+		}
+		start := s.now
+		s.waitFor(t, "sync end", 60_000_000, func() bool { return upToDate(a) && upToDate(b) })
+		s.stopApp()
+		return float64(s.dataSectors*512) / 1024 / (float64(s.now-start) / 1e6)
+	}
+	idle, loaded := rate(false), rate(true)
+	require.Greater(t, idle, float64(fullKiB)*0.8, "idle resync at %.0f KiB/s", idle)
+	require.Less(t, loaded, float64(minKiB)*2, "resync under application load at %.0f KiB/s", loaded)
+	require.Greater(t, loaded, float64(minKiB)*0.5, "but it keeps going at about c-min-rate (%.0f KiB/s)", loaded)
+}
