@@ -68,6 +68,7 @@ func FuzzReader(f *testing.F) {
 			}
 			require.NoError(t, perr)
 			require.Equal(t, m, pm, "Reader and Decode agree")
+			require.Positive(t, n, "a packet consumes bytes")
 			reencode(t, d, m, data[off:off+n])
 			off += n
 			if f, ok := m.Packet.(*ConnectionFeatures); ok && !d.Agreed() {
