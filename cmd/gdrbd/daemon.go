@@ -246,7 +246,11 @@ func (d *daemon) upish(ctx context.Context, req *control.Request) *control.Respo
 	created := false
 	if h == nil {
 		drv, err := d.newDriver(driver.Options{Config: rc, Logger: d.log,
-			RunDir: d.runDir, KernelNBD: d.kernelNBD})
+			RunDir: d.runDir, KernelNBD: d.kernelNBD,
+			// GDRBD_AIO=0: synchronous disk I/O only (native AIO
+			// blocked by a seccomp profile that kills instead of
+			// refusing, or to compare the two).
+			SyncIO: os.Getenv("GDRBD_AIO") == "0"})
 		if err != nil {
 			d.mu.Unlock()
 			return errResponse(err)

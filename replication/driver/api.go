@@ -22,6 +22,9 @@ type Options struct {
 	// Rand returns random 64-bit values (UUIDs, auth challenges); nil
 	// means crypto/rand.
 	Rand func() uint64
+	// SyncIO keeps every disk request on the worker pool's synchronous
+	// pread/pwrite, never native AIO (the daemon: GDRBD_AIO=0).
+	SyncIO bool
 }
 
 // Status is a snapshot of a Resource. A plain value.
@@ -35,11 +38,14 @@ type Status struct {
 	Progress      replication.SyncProgress
 	UUIDs         [4]uint64
 	Attached      bool
-	SizeBytes     int64
-	Flags         uint32 // metadata flags (MDF_*) as last written
-	LocalAddress  string
-	PeerAddress   string
-	NBD           NBDStatus
+	// AsyncIO: the data device's reads and writes go through native
+	// AIO (else a pool of threads doing pread/pwrite).
+	AsyncIO      bool
+	SizeBytes    int64
+	Flags        uint32 // metadata flags (MDF_*) as last written
+	LocalAddress string
+	PeerAddress  string
+	NBD          NBDStatus
 	// LastError is the text of the core's last error-level event
 	// ("incompatible protocol settings", "Authentication of peer
 	// failed, trying again.", ...), "" if none since New.

@@ -33,7 +33,28 @@ type disk struct {
 	shutOnce sync.Once
 	// hook, when set (tests only), runs before every DiskOp.
 	hook func(replication.DiskOp)
+
+	// Native AIO for aligned reads and writes of an O_DIRECT data
+	// device (nil: everything goes through the pool). Loop-owned: jobs,
+	// pending, nextTag.
+	aio     *blockdev.AsyncIO
+	jobs    map[uint64]aioJob
+	pending []blockdev.AsyncOp
+	nextTag uint64
 }
+
+// aioJob is a DiskOp submitted to native AIO; buf is the pool buffer of
+// a read the core gave no buffer for.
+type aioJob struct {
+	j   diskJob
+	buf []byte
+}
+
+// aioDepth is the native AIO context size: more than the core keeps in
+// flight in practice (NBD's in-flight limit plus max-buffers of peer
+// writes in 4 KiB pieces would be the worst case; Submit hands what does
+// not fit back to the worker pool).
+const aioDepth = 1024
 
 // diskJob is one DiskOp; recycle says its write buffer came from the
 // driver's pool (a peer's P_DATA payload) and goes back after DiskDone.
@@ -213,7 +234,22 @@ func (d *disk) closeDevices() {
 }
 
 // start launches the I/O goroutines; done posts a completion to the loop.
+// Native AIO is set up for an O_DIRECT data device unless the options or
+// a test hook say otherwise; where the kernel refuses it, the pool does
+// everything.
 func (d *disk) start(r *Resource) {
+	if f, ok := d.data.(*blockdev.File); ok && f.Direct() && d.hook == nil && !r.opts.SyncIO {
+		a, err := blockdev.NewAsyncIO(f, aioDepth, func(rs []blockdev.AsyncResult) {
+			done := append([]blockdev.AsyncResult(nil), rs...)
+			r.post(func() { r.aioDone(d, done) })
+		})
+		if err != nil {
+			r.log.Info("disk I/O through a thread pool", zap.String("why", err.Error()))
+		} else {
+			d.aio = a
+			d.jobs = make(map[uint64]aioJob)
+		}
+	}
 	for range diskWorkers {
 		d.wg.Add(1)
 		go func() {
@@ -233,6 +269,9 @@ func (d *disk) start(r *Resource) {
 // finished), or the node is going down hard (crash).
 func (d *disk) shutdown() {
 	d.shutOnce.Do(func() {
+		if d.aio != nil {
+			d.aio.Close() // every submitted request delivered first
+		}
 		d.ops.close()
 		d.metas.close()
 		d.wg.Wait()
@@ -251,6 +290,104 @@ func (d *disk) work(r *Resource) {
 		}
 		data, err := d.do(r, j.op)
 		r.post(func() { r.diskDone(d, j, err, data) })
+	}
+}
+
+// queueAsync takes j for native AIO when it qualifies (on the loop): a
+// read, or a write without FUA, with aligned buffer, offset and length.
+// Submitted by submitAsync, at the end of the pump.
+func (d *disk) queueAsync(r *Resource, j diskJob) bool {
+	if d.aio == nil {
+		return false
+	}
+	op := j.op
+	a := aioJob{j: j}
+	switch {
+	case op.Op == replication.OpWrite && !op.FUA:
+		if !d.aio.Accepts(op.Data, op.Offset) {
+			return false
+		}
+		d.pending = append(d.pending, blockdev.AsyncOp{Write: true, P: op.Data, Off: op.Offset})
+	case op.Op == replication.OpRead:
+		p := op.Data
+		if p == nil {
+			if op.Length <= 0 || op.Length > replication.MaxRequestSize {
+				return false
+			}
+			a.buf = r.pool.Get(int(op.Length))
+			p = a.buf
+		}
+		if !d.aio.Accepts(p, op.Offset) {
+			if a.buf != nil {
+				r.pool.Put(a.buf)
+			}
+			return false
+		}
+		d.pending = append(d.pending, blockdev.AsyncOp{P: p, Off: op.Offset})
+	default:
+		return false
+	}
+	d.nextTag++
+	d.pending[len(d.pending)-1].Tag = d.nextTag
+	d.jobs[d.nextTag] = a
+	return true
+}
+
+// submitAsync submits what queueAsync took, in one io_submit; what the
+// kernel did not take (its context full) goes to the worker pool.
+func (d *disk) submitAsync(r *Resource) {
+	if len(d.pending) == 0 {
+		return
+	}
+	n, err := d.aio.Submit(d.pending)
+	for _, op := range d.pending[n:] {
+		a := d.jobs[op.Tag]
+		delete(d.jobs, op.Tag)
+		if a.buf != nil {
+			r.pool.Put(a.buf)
+		}
+		if !d.ops.push(a.j) {
+			r.node.DiskDone(a.j.op.ID, replication.ErrNotAttached, nil)
+		}
+	}
+	if err != nil && n < len(d.pending) {
+		r.log.Debug("native AIO full, rest to the pool", zap.Int("submitted", n), zap.Int("left", len(d.pending)-n), zap.Error(err))
+	}
+	clear(d.pending)
+	d.pending = d.pending[:0]
+}
+
+// aioDone reports native AIO completions to the core (on the loop). A
+// short transfer is redone by the pool, whole.
+func (r *Resource) aioDone(d *disk, rs []blockdev.AsyncResult) {
+	for _, res := range rs {
+		a, ok := d.jobs[res.Tag]
+		if !ok {
+			continue
+		}
+		delete(d.jobs, res.Tag)
+		if r.disk != d {
+			continue
+		}
+		op := a.j.op
+		err := res.Err
+		if err == nil && int64(res.N) != op.Length {
+			if a.buf != nil {
+				r.pool.Put(a.buf)
+			}
+			if !d.ops.push(a.j) {
+				r.node.DiskDone(op.ID, replication.ErrNotAttached, nil)
+			}
+			continue
+		}
+		if err != nil {
+			err = fmt.Errorf("driver: %v at %d: %w", op.Op, op.Offset, err)
+			if a.buf != nil {
+				r.pool.Put(a.buf)
+				a.buf = nil
+			}
+		}
+		r.diskDone(d, a.j, err, a.buf)
 	}
 }
 

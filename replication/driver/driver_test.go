@@ -27,13 +27,30 @@ import (
 // Primary land byte-identical on the Secondary, then the roles swap.
 func TestPairSyncReplicateSwitchover(t *testing.T) {
 	t.Parallel()
+	// Both disk I/O paths: native AIO (where the temp dir takes
+	// O_DIRECT) and the thread pool.
+	for _, syncIO := range []bool{false, true} {
+		t.Run(map[bool]string{false: "native-aio", true: "thread-pool"}[syncIO], func(t *testing.T) {
+			t.Parallel()
+			testPairSyncReplicateSwitchover(t, syncIO)
+		})
+	}
+}
+
+func testPairSyncReplicateSwitchover(t *testing.T, syncIO bool) {
 	ctx := testCtx(t)
-	nodes := newPair(t, pairOpts{})
+	nodes := newPair(t, pairOpts{syncIO: syncIO})
 	a, b := nodes[alpha], nodes[bravo]
 	up(t, ctx, nodes)
 	initialSync(t, ctx, nodes)
 
 	st := a.res.Status()
+	if !syncIO && directIOWorks(t) {
+		require.True(t, st.AsyncIO, "native AIO not used on an O_DIRECT disk")
+		require.True(t, b.res.Status().AsyncIO)
+	} else {
+		require.False(t, st.AsyncIO)
+	}
 	require.Equal(t, replication.RolePrimary, st.State.Role)
 	require.Equal(t, replication.RoleSecondary, st.State.Peer)
 	require.True(t, st.Attached)

@@ -34,6 +34,8 @@ type testNode struct {
 	res  *Resource
 	logs *observer.ObservedLogs
 	log  *zap.Logger
+	// syncIO: no native AIO (Options.SyncIO)
+	syncIO bool
 }
 
 // pairOpts vary the configuration of a pair; per-node fields are
@@ -46,6 +48,7 @@ type pairOpts struct {
 	handlers  [2]string // handlers {} bodies
 	disks     [2]string // backing devices to use instead of files
 	kernelNBD bool
+	syncIO    bool // no native AIO (Options.SyncIO)
 }
 
 const alpha, bravo = 0, 1
@@ -152,7 +155,7 @@ func newPair(t testing.TB, o pairOpts) [2]*testNode {
 		require.NoError(t, err)
 		core, logs := observer.New(zapcore.DebugLevel)
 		log := zap.New(core).Named(nodeNames[i])
-		n := &testNode{name: nodeNames[i], disk: disks[i], dir: t.TempDir(), rc: rc, logs: logs, log: log}
+		n := &testNode{name: nodeNames[i], disk: disks[i], dir: t.TempDir(), rc: rc, logs: logs, log: log, syncIO: o.syncIO}
 		n.res = n.newResource(t, o.kernelNBD)
 		nodes[i] = n
 	}
@@ -172,7 +175,7 @@ func newPair(t testing.TB, o pairOpts) [2]*testNode {
 // clean shutdown) when the test ends, if still running.
 func (n *testNode) newResource(t testing.TB, kernelNBD bool) *Resource {
 	t.Helper()
-	r, err := New(Options{Config: n.rc, Logger: n.log, RunDir: n.dir, KernelNBD: kernelNBD})
+	r, err := New(Options{Config: n.rc, Logger: n.log, RunDir: n.dir, KernelNBD: kernelNBD, SyncIO: n.syncIO})
 	require.NoError(t, err)
 	r.devDir = filepath.Join(n.dir, "dev")
 	t.Cleanup(r.stop)
@@ -281,4 +284,16 @@ func blockdevOpen(path string) (*blockdev.File, error) {
 
 func blockdevOpenExclusive(path string) (*blockdev.File, error) {
 	return blockdev.Open(path, blockdev.Options{Exclusive: true})
+}
+
+// directIOWorks reports whether backing files in the temp dir get
+// O_DIRECT from openDevice (tmpfs does not), so native AIO applies.
+func directIOWorks(t testing.TB) bool {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "probe.img")
+	require.NoError(t, os.WriteFile(p, make([]byte, 4096), 0o600))
+	f, err := openDevice(p, false)
+	require.NoError(t, err)
+	defer f.Close()
+	return f.Direct()
 }

@@ -351,9 +351,15 @@ func (r *Resource) pump() {
 					j.recycle = true
 				}
 			}
+			if r.disk != nil && r.disk.queueAsync(r, j) {
+				continue
+			}
 			if r.disk == nil || !r.disk.ops.push(j) {
 				r.node.DiskDone(op.ID, replication.ErrNotAttached, nil)
 			}
+		}
+		if r.disk != nil {
+			r.disk.submitAsync(r)
 		}
 		for _, cp := range c.comps {
 			r.complete(cp)
@@ -467,6 +473,7 @@ func (r *Resource) snapshot() Status {
 		LocalAddress: s.local.String(),
 	}
 	st.UUIDs, st.Attached = r.node.UUIDs()
+	st.AsyncIO = r.disk != nil && r.disk.aio != nil
 	if s.peer != nil {
 		st.PeerAddress = s.peer.String()
 	}

@@ -1,0 +1,230 @@
+package blockdev_test
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gdrbd/gdrbd/blockdev"
+	"github.com/gdrbd/gdrbd/blockdev/blockdevtest"
+)
+
+// asyncHarness collects AsyncIO results by tag.
+type asyncHarness struct {
+	mu   sync.Mutex
+	got  map[uint64]blockdev.AsyncResult
+	cond *sync.Cond
+}
+
+func newAsyncHarness() *asyncHarness {
+	h := &asyncHarness{got: map[uint64]blockdev.AsyncResult{}}
+	h.cond = sync.NewCond(&h.mu)
+	return h
+}
+
+func (h *asyncHarness) done(rs []blockdev.AsyncResult) {
+	h.mu.Lock()
+	for _, r := range rs {
+		if _, dup := h.got[r.Tag]; dup {
+			panic("result delivered twice")
+		}
+		h.got[r.Tag] = r
+	}
+	h.cond.Broadcast()
+	h.mu.Unlock()
+}
+
+func (h *asyncHarness) wait(t *testing.T, tags ...uint64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for {
+		missing := 0
+		for _, tag := range tags {
+			if _, ok := h.got[tag]; !ok {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "%d results missing", missing)
+		h.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		h.mu.Lock()
+	}
+}
+
+func openAsync(t *testing.T, size int64, depth int) (*blockdev.File, *blockdev.AsyncIO, *asyncHarness) {
+	t.Helper()
+	f := openFile(t, blockdevtest.TempFile(t, size), blockdev.Options{Direct: true})
+	if !f.Direct() {
+		t.Skip("temp dir file system has no O_DIRECT")
+	}
+	h := newAsyncHarness()
+	a, err := blockdev.NewAsyncIO(f, depth, h.done)
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+	return f, a, h
+}
+
+// TestAsyncIOWritesAndReads: a batch of random aligned writes lands where
+// pwrite would have put it, and async reads return it.
+func TestAsyncIOWritesAndReads(t *testing.T) {
+	t.Parallel()
+	const size = 8 << 20
+	f, a, h := openAsync(t, size, 64)
+	model := make([]byte, size)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var tag uint64
+	for round := 0; round < 20; round++ {
+		// Distinct 4 KiB blocks within a batch: concurrent writes to one
+		// block have no defined order.
+		used := map[int64]bool{}
+		var ops []blockdev.AsyncOp
+		var tags []uint64
+		for len(ops) < 32 {
+			blk := rng.Int64N(size / 4096)
+			n := int64(1 + rng.IntN(4))
+			if blk+n > size/4096 {
+				continue
+			}
+			clash := false
+			for b := blk; b < blk+n; b++ {
+				clash = clash || used[b]
+			}
+			if clash {
+				continue
+			}
+			for b := blk; b < blk+n; b++ {
+				used[b] = true
+			}
+			p := blockdev.AlignedBuffer(int(n * 4096))
+			for i := range p {
+				p[i] = byte(rng.Uint32())
+			}
+			copy(model[blk*4096:], p)
+			tag++
+			require.True(t, a.Accepts(p, blk*4096))
+			ops = append(ops, blockdev.AsyncOp{Tag: tag, Write: true, P: p, Off: blk * 4096})
+			tags = append(tags, tag)
+		}
+		n, err := a.Submit(ops)
+		require.NoError(t, err)
+		require.Equal(t, len(ops), n)
+		h.wait(t, tags...)
+		for _, tg := range tags {
+			r := h.got[tg]
+			require.NoError(t, r.Err)
+		}
+	}
+	// Whole device back through pread, then through async reads.
+	back := blockdev.AlignedBuffer(size)
+	_, err := f.ReadAt(back, 0)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(model, back), "pread after async writes differs")
+	var ops []blockdev.AsyncOp
+	var tags []uint64
+	bufs := map[uint64][]byte{}
+	for off := int64(0); off < size; off += 1 << 20 {
+		tag++
+		p := blockdev.AlignedBuffer(1 << 20)
+		bufs[tag] = p
+		ops = append(ops, blockdev.AsyncOp{Tag: tag, P: p, Off: off})
+		tags = append(tags, tag)
+	}
+	n, err := a.Submit(ops)
+	require.NoError(t, err)
+	require.Equal(t, len(ops), n)
+	h.wait(t, tags...)
+	for i, tg := range tags {
+		r := h.got[tg]
+		require.NoError(t, r.Err)
+		require.Equal(t, 1<<20, r.N)
+		require.True(t, bytes.Equal(model[int64(i)<<20:int64(i+1)<<20], bufs[tg]), "async read %d differs", i)
+	}
+}
+
+// TestAsyncIOAccepts: only what O_DIRECT takes as is.
+func TestAsyncIOAccepts(t *testing.T) {
+	t.Parallel()
+	f, a, _ := openAsync(t, 1<<20, 8)
+	al := int(f.Alignment())
+	buf := blockdev.AlignedBuffer(8192)
+	require.True(t, a.Accepts(buf[:4096], 0))
+	require.True(t, a.Accepts(buf[:4096], 1<<20-4096))
+	require.False(t, a.Accepts(buf[:4096], 1<<20), "past the end")
+	require.False(t, a.Accepts(buf[:8192], 1<<20-4096), "crosses the end")
+	require.False(t, a.Accepts(buf[:0], 0), "empty")
+	require.False(t, a.Accepts(buf[1:4097], 0), "misaligned buffer")
+	if al > 1 {
+		require.False(t, a.Accepts(buf[:al-1], 0), "misaligned length")
+		require.False(t, a.Accepts(buf[:4096], int64(al/2)), "misaligned offset")
+	}
+}
+
+// TestAsyncIOCloseWaitsForInflight: Close returns only after every
+// submitted request was delivered; Submit then fails and changes nothing.
+func TestAsyncIOCloseWaitsForInflight(t *testing.T) {
+	t.Parallel()
+	f, a, h := openAsync(t, 16<<20, 256)
+	var ops []blockdev.AsyncOp
+	for i := range 128 {
+		p := blockdev.AlignedBuffer(64 << 10)
+		p[0] = byte(i + 1)
+		ops = append(ops, blockdev.AsyncOp{Tag: uint64(i), Write: true, P: p, Off: int64(i) * (64 << 10)})
+	}
+	n, err := a.Submit(ops)
+	require.NoError(t, err)
+	require.Equal(t, len(ops), n)
+	require.NoError(t, a.Close())
+	h.mu.Lock()
+	require.Len(t, h.got, len(ops), "Close returned with results undelivered")
+	h.mu.Unlock()
+	n, err = a.Submit(ops[:1])
+	require.ErrorIs(t, err, blockdev.ErrClosed)
+	require.Zero(t, n)
+	one := blockdev.AlignedBuffer(4096)
+	_, err = f.ReadAt(one, 5*(64<<10))
+	require.NoError(t, err)
+	require.Equal(t, byte(6), one[0])
+	// Close on an idle context returns at once (io_destroy wakes the
+	// reaper), not after the reaper's timeout.
+	_, idle, _ := openAsync(t, 1<<20, 8)
+	start := time.Now()
+	require.NoError(t, idle.Close())
+	require.Less(t, time.Since(start), 500*time.Millisecond)
+}
+
+// TestAsyncIOFull: more requests than the context holds are partly taken;
+// the rest is the caller's, with EAGAIN.
+func TestAsyncIOFull(t *testing.T) {
+	t.Parallel()
+	_, a, h := openAsync(t, 64<<20, 4)
+	var ops []blockdev.AsyncOp
+	for i := range 512 {
+		ops = append(ops, blockdev.AsyncOp{Tag: uint64(i), Write: true, P: blockdev.AlignedBuffer(128 << 10), Off: int64(i) * (128 << 10)})
+	}
+	n, err := a.Submit(ops)
+	if n == len(ops) {
+		t.Skip("the kernel took every request at once (a fast device): nothing to check")
+	}
+	require.Error(t, err)
+	tags := make([]uint64, n)
+	for i := range tags {
+		tags[i] = uint64(i)
+	}
+	h.wait(t, tags...)
+}
+
+func TestAsyncIONeedsDirect(t *testing.T) {
+	t.Parallel()
+	f := openFile(t, blockdevtest.TempFile(t, 1<<20), blockdev.Options{})
+	_, err := blockdev.NewAsyncIO(f, 8, func([]blockdev.AsyncResult) {})
+	require.ErrorIs(t, err, blockdev.ErrAsyncUnavailable)
+}
