@@ -66,28 +66,28 @@ type AsyncResult struct {
 }
 
 // struct iocb of <linux/aio_abi.h> for little-endian machines (where
-// aio_key precedes aio_rw_flags). 64 bytes.
+// aio_key precedes aio_rw_flags). 64 bytes; TestIocbLayout checks it.
 type iocb struct {
-	data     uint64
-	key      uint32
-	rwFlags  uint32
-	opcode   uint16
-	reqprio  int16
-	fildes   uint32
-	buf      uint64
-	nbytes   uint64
-	offset   int64
-	reserved uint64
-	flags    uint32
-	resfd    uint32
+	data   uint64
+	_      uint32 // aio_key
+	_      uint32 // aio_rw_flags
+	opcode uint16
+	_      int16 // aio_reqprio
+	fildes uint32
+	buf    uint64
+	nbytes uint64
+	offset int64
+	_      uint64 // aio_reserved2
+	_      uint32 // aio_flags
+	_      uint32 // aio_resfd
 }
 
 // struct io_event: 32 bytes.
 type ioEvent struct {
 	data uint64
-	obj  uint64
+	_    uint64 // obj: the iocb's address
 	res  int64
-	res2 int64
+	_    int64 // res2
 }
 
 const (

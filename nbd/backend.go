@@ -41,6 +41,22 @@ type Backend interface {
 	WriteZeroes(ctx context.Context, off, length int64, opt ZeroOptions) error
 }
 
+// AsyncBackend is a Backend that can start a READ or WRITE and report
+// its end later, so the server needs no goroutine per request: the
+// request is started from the connection's reader and answered from the
+// done callback. Same contract as ReadAt/WriteAt otherwise, with the
+// buffer held until done is called instead of until the call returns.
+//
+// done is called exactly once, from any goroutine (possibly before Start
+// returns); it must not block, and the server's done only queues the
+// reply. A backend that is going away must still call done (with
+// ErrShutdown) for every request it started.
+type AsyncBackend interface {
+	Backend
+	StartRead(p []byte, off int64, done func(error))
+	StartWrite(p []byte, off int64, fua bool, done func(error))
+}
+
 // ZeroOptions qualifies a WriteZeroes call (NBD_CMD_WRITE_ZEROES flags).
 type ZeroOptions struct {
 	// NoHole forbids deallocating the range (NBD_CMD_FLAG_NO_HOLE): the

@@ -484,8 +484,51 @@ func (c *conn) dispatch(req request) error {
 		return nil
 	}
 	c.handlers.Add(1)
+	if ab, ok := c.s.cfg.Backend.(AsyncBackend); ok && p != nil && (req.typ == cmdRead || req.typ == cmdWrite) {
+		c.start(ab, req, p)
+		return nil
+	}
 	go c.handle(req, p)
 	return nil
+}
+
+// start hands a READ or WRITE with its payload buffer to an AsyncBackend;
+// the reply is queued from the backend's completion, as handle would.
+func (c *conn) start(b AsyncBackend, req request, p []byte) {
+	off, n := int64(req.offset), int64(req.length)
+	if req.typ == cmdRead {
+		b.StartRead(p, off, func(err error) {
+			if err == nil {
+				c.s.bytesRead.Add(n)
+			}
+			c.finish(req, p, err)
+		})
+		return
+	}
+	b.StartWrite(p, off, req.flags&cmdFlagFUA != 0, func(err error) {
+		if err == nil {
+			c.s.bytesWritten.Add(n)
+		}
+		c.budget.release(n)
+		putPayload(p)
+		c.finish(req, nil, err)
+	})
+}
+
+// finish queues the reply of a request that ended, p being READ data to
+// send (owned by the reply from here on) or nil.
+func (c *conn) finish(req request, p []byte, err error) {
+	c.s.inFlight.Add(-1)
+	if err != nil {
+		if p != nil {
+			c.budget.release(int64(len(p)))
+			putPayload(p)
+		}
+		c.send(req, errnoOf(err, req.typ), err.Error(), nil)
+	} else {
+		c.send(req, 0, "", p)
+	}
+	c.handlers.Done()
 }
 
 func noEOF(err error) error {
@@ -499,7 +542,6 @@ func noEOF(err error) error {
 // reply is queued only after the read completed: a simple reply cannot
 // take back a success header.
 func (c *conn) handle(req request, p []byte) {
-	defer c.handlers.Done()
 	b := c.s.cfg.Backend
 	off, n := int64(req.offset), int64(req.length)
 	fua := req.flags&cmdFlagFUA != 0
@@ -540,17 +582,7 @@ func (c *conn) handle(req request, p []byte) {
 		// A hint; the backend's own caching (page cache, the peer) is
 		// all there is. Success promises nothing, as the spec allows.
 	}
-	c.s.inFlight.Add(-1)
-	if err != nil {
-		if p != nil {
-			c.budget.release(int64(len(p)))
-			putPayload(p)
-			p = nil
-		}
-		c.send(req, errnoOf(err, req.typ), err.Error(), nil)
-		return
-	}
-	c.send(req, 0, "", p)
+	c.finish(req, p, err)
 }
 
 // send queues a reply. It never blocks for long: the channel holds

@@ -304,3 +304,21 @@ func (m *memDev) at(off, n int) []byte {
 	defer m.mu.RUnlock()
 	return append([]byte(nil), m.b[off:off+n]...)
 }
+
+// asyncBackend makes any Backend an AsyncBackend: each started request
+// runs the synchronous call on a goroutine of its own and reports through
+// done, as the replication driver does from its loop.
+type asyncBackend struct {
+	Backend
+	started atomic.Int64
+}
+
+func (a *asyncBackend) StartRead(p []byte, off int64, done func(error)) {
+	a.started.Add(1)
+	go func() { done(a.Backend.ReadAt(context.Background(), p, off)) }()
+}
+
+func (a *asyncBackend) StartWrite(p []byte, off int64, fua bool, done func(error)) {
+	a.started.Add(1)
+	go func() { done(a.Backend.WriteAt(context.Background(), p, off, fua)) }()
+}

@@ -169,10 +169,20 @@ func TestHandshakeHardDisconnects(t *testing.T) {
 
 func TestReadWriteFlushTrimZeroes(t *testing.T) {
 	t.Parallel()
-	for _, structured := range []bool{false, true} {
-		t.Run(fmt.Sprint("structured=", structured), func(t *testing.T) {
+	for _, mode := range []struct{ structured, async bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		structured := mode.structured
+		t.Run(fmt.Sprintf("structured=%v/async=%v", structured, mode.async), func(t *testing.T) {
 			t.Parallel()
-			s, path, dev := memServer(t)
+			var ab *asyncBackend
+			s, path, dev := memServer(t, func(c *Config) {
+				if mode.async {
+					ab = &asyncBackend{Backend: c.Backend}
+					c.Backend = ab
+				}
+			})
+			if ab != nil {
+				defer func() { require.Equal(t, int64(2), ab.started.Load(), "READ and WRITE with data go through Start*") }()
+			}
 			c := dial(t, path)
 			size, flags := c.goExport(structured)
 			require.Equal(t, uint64(testSize), size)
@@ -309,8 +319,14 @@ func TestBackendErrorMapping(t *testing.T) {
 		{syscall.EROFS, errnoPerm},
 		{syscall.EIO, errnoIO},
 	}
-	for _, tc := range cases {
-		_, path, _ := memServer(t, func(c *Config) { c.Backend = errBackend{Backend: c.Backend, err: tc.err} })
+	for i, tc := range append(cases, cases...) {
+		async := i >= len(cases)
+		_, path, _ := memServer(t, func(c *Config) {
+			c.Backend = errBackend{Backend: c.Backend, err: tc.err}
+			if async {
+				c.Backend = &asyncBackend{Backend: c.Backend}
+			}
+		})
 		c := dial(t, path)
 		c.goExport(false)
 		c.request(cmdWrite, 0, 1, 0, 512, make([]byte, 512))
@@ -384,9 +400,14 @@ func TestBadRequestMagicDisconnects(t *testing.T) {
 // order gets its replies out in that order; nothing waits for the first.
 func TestOutOfOrderReplies(t *testing.T) {
 	t.Parallel()
-	for _, structured := range []bool{false, true} {
+	for _, mode := range []struct{ structured, async bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		structured := mode.structured
 		gb := newGateBackend(DeviceBackend{Dev: newMemDev(testSize)})
-		_, path := startServer(t, Config{Backend: gb})
+		var b Backend = gb
+		if mode.async {
+			b = &asyncBackend{Backend: gb}
+		}
+		_, path := startServer(t, Config{Backend: b})
 		c := dial(t, path)
 		c.goExport(structured)
 		const n = 16

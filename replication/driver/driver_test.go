@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"github.com/gdrbd/gdrbd/blockdev/blockdevtest"
 	"github.com/gdrbd/gdrbd/internal/tooltest"
 	"github.com/gdrbd/gdrbd/metadata"
+	"github.com/gdrbd/gdrbd/nbd"
 	"github.com/gdrbd/gdrbd/replication"
 )
 
@@ -715,4 +717,63 @@ func TestSecondaryCrashUnderWrites(t *testing.T) {
 		waitState(t, ctx, n, "in sync", func(s Status) bool { return upToDateBoth(s) && s.Stats.OOS == 0 })
 	}
 	requireSameData(t, nodes, size)
+}
+
+// A Resource stopped hard (a crash) with NBD requests started through
+// nbd.AsyncBackend still in flight answers each of them exactly once, with
+// ErrShutdown where the loop never finished it, and only once the disk no
+// longer uses their buffers; a request started afterwards fails at once.
+func TestStopEndsAsyncRequests(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{})
+	a := nodes[alpha]
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	reached := make(chan struct{}, 16)
+	var diskBusy atomic.Int32
+	a.res.diskHook = func(op replication.DiskOp) {
+		if op.Op == replication.OpWrite && op.Offset >= 1<<20 {
+			diskBusy.Add(1)
+			reached <- struct{}{}
+			<-release
+			diskBusy.Add(-1)
+		}
+	}
+	require.NoError(t, a.res.Attach(ctx))
+	require.NoError(t, a.res.Primary(ctx, true))
+	const n = 4
+	var calls [n]atomic.Int32
+	results := make(chan error, 2*n)
+	for i := range n {
+		a.res.StartWrite(bytes.Repeat([]byte{byte(i + 1)}, 4096), int64(i+1)<<20, false, func(err error) {
+			calls[i].Add(1)
+			if err != nil && diskBusy.Load() != 0 {
+				err = fmt.Errorf("answered while the disk still used the buffer: %w", err)
+			}
+			results <- err
+		})
+	}
+	for range n {
+		<-reached
+	}
+	stopped := make(chan struct{})
+	go func() { a.res.stop(); close(stopped) }()
+	time.Sleep(50 * time.Millisecond) // the loop is gone; the disk still holds the writes
+	releaseOnce.Do(func() { close(release) })
+	<-stopped
+	for range n {
+		err := <-results
+		if err != nil {
+			require.ErrorIs(t, err, nbd.ErrShutdown)
+			require.NotContains(t, err.Error(), "still used")
+		}
+	}
+	for i := range calls {
+		require.Equal(t, int32(1), calls[i].Load(), "request %d answered %d times", i, calls[i].Load())
+	}
+	late := make(chan error, 1)
+	a.res.StartRead(make([]byte, 4096), 0, func(err error) { late <- err })
+	require.ErrorIs(t, <-late, nbd.ErrShutdown)
 }

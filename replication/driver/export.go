@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -248,6 +249,11 @@ type ioCall struct {
 	left int // pieces not completed (+1 while the call is being split)
 	err  error
 	done chan error // buffered: the loop never blocks on it
+	// fn, for a call started through nbd.AsyncBackend, is called instead
+	// of sending on done: exactly once (ended), by the loop or, for calls
+	// the loop never finished, by stop.
+	fn    func(error)
+	ended atomic.Bool
 }
 
 // piece is one core request of an ioCall.
@@ -271,7 +277,38 @@ func (r *Resource) finishPiece(c *ioCall, err error) {
 	}
 	c.left--
 	if c.left == 0 {
+		if c.fn != nil {
+			r.endAsync(c, c.err)
+			return
+		}
 		c.done <- c.err
+	}
+}
+
+// endAsync reports the end of an asynchronous call, once.
+func (r *Resource) endAsync(c *ioCall, err error) {
+	if !c.ended.CompareAndSwap(false, true) {
+		return
+	}
+	r.asyncMu.Lock()
+	delete(r.async, c)
+	r.asyncMu.Unlock()
+	c.fn(err)
+}
+
+// abortAsync fails every asynchronous call still open with ErrShutdown
+// and refuses new ones (stop, once the loop is gone and the disks and
+// sockets no longer use any request's buffer).
+func (r *Resource) abortAsync() {
+	r.asyncMu.Lock()
+	r.asyncClosed = true
+	open := make([]*ioCall, 0, len(r.async))
+	for c := range r.async {
+		open = append(open, c)
+	}
+	r.asyncMu.Unlock()
+	for _, c := range open {
+		r.endAsync(c, fmt.Errorf("%w: %w", nbd.ErrShutdown, ErrDown))
 	}
 }
 
@@ -357,30 +394,9 @@ func backendErr(err error) error {
 // is used in place, never copied: the core is done with it when the last
 // piece completed, before io returns.
 func (r *Resource) io(op replication.Op, off, length int64, data []byte, fua bool) error {
-	limit := int64(replication.MaxRequestSize)
-	if op == replication.OpTrim || op == replication.OpWriteZeroes {
-		limit = replication.MaxDiscardSize
-	}
 	c := &ioCall{done: make(chan error, 1), left: 1}
-	submit := func() {
-		for pos := int64(0); pos < length || (op == replication.OpFlush && pos == 0); {
-			n := min(length-pos, limit)
-			req := replication.Request{ID: r.nextReq, Op: op, Offset: off + pos, Length: n, FUA: fua}
-			r.nextReq++
-			if data != nil {
-				req.Data = data[pos : pos+n]
-			}
-			c.left++
-			r.propose(piece{c: c, req: req})
-			if op == replication.OpFlush {
-				break
-			}
-			pos += n
-		}
-		r.finishPiece(c, nil) // the splitting is done
-	}
 	r.ensureLoop()
-	if !r.post(submit) {
+	if !r.post(func() { r.split(c, op, off, length, data, fua) }) {
 		return fmt.Errorf("%w: %w", nbd.ErrShutdown, ErrDown)
 	}
 	select {
@@ -389,6 +405,57 @@ func (r *Resource) io(op replication.Op, off, length int64, data []byte, fua boo
 	case <-r.done:
 		return fmt.Errorf("%w: %w", nbd.ErrShutdown, ErrDown)
 	}
+}
+
+// split proposes the pieces of a call (on the loop).
+func (r *Resource) split(c *ioCall, op replication.Op, off, length int64, data []byte, fua bool) {
+	limit := int64(replication.MaxRequestSize)
+	if op == replication.OpTrim || op == replication.OpWriteZeroes {
+		limit = replication.MaxDiscardSize
+	}
+	for pos := int64(0); pos < length || (op == replication.OpFlush && pos == 0); {
+		n := min(length-pos, limit)
+		req := replication.Request{ID: r.nextReq, Op: op, Offset: off + pos, Length: n, FUA: fua}
+		r.nextReq++
+		if data != nil {
+			req.Data = data[pos : pos+n]
+		}
+		c.left++
+		r.propose(piece{c: c, req: req})
+		if op == replication.OpFlush {
+			break
+		}
+		pos += n
+	}
+	r.finishPiece(c, nil) // the splitting is done
+}
+
+// start is io for nbd.AsyncBackend: fn gets the result, called from the
+// loop (or from stop, with ErrShutdown, for a call the loop never ended).
+func (r *Resource) start(op replication.Op, off int64, data []byte, fua bool, fn func(error)) {
+	c := &ioCall{left: 1, fn: fn}
+	r.asyncMu.Lock()
+	if r.asyncClosed {
+		r.asyncMu.Unlock()
+		fn(fmt.Errorf("%w: %w", nbd.ErrShutdown, ErrDown))
+		return
+	}
+	r.async[c] = struct{}{}
+	r.asyncMu.Unlock()
+	r.ensureLoop()
+	if !r.post(func() { r.split(c, op, off, int64(len(data)), data, fua) }) {
+		r.endAsync(c, fmt.Errorf("%w: %w", nbd.ErrShutdown, ErrDown))
+	}
+}
+
+// StartRead is ReadAt for nbd.AsyncBackend: no goroutine waits for it.
+func (r *Resource) StartRead(p []byte, off int64, done func(error)) {
+	r.start(replication.OpRead, off, p, false, done)
+}
+
+// StartWrite is WriteAt for nbd.AsyncBackend.
+func (r *Resource) StartWrite(p []byte, off int64, fua bool, done func(error)) {
+	r.start(replication.OpWrite, off, p, fua, done)
 }
 
 // Size is the size exported (fixed at promotion).

@@ -88,6 +88,11 @@ type Resource struct {
 	srv         atomic.Pointer[nbd.Server]
 	kernelConns atomic.Int32
 
+	// Calls started through nbd.AsyncBackend and not ended yet.
+	asyncMu     sync.Mutex
+	async       map[*ioCall]struct{}
+	asyncClosed bool
+
 	mu      sync.Mutex // guards changed, export, final
 	changed chan struct{}
 	export  *export
@@ -130,6 +135,7 @@ func New(opts Options) (*Resource, error) {
 		done:     make(chan struct{}),
 		rand:     rnd,
 		calls:    map[uint64]*ioCall{},
+		async:    map[*ioCall]struct{}{},
 		writes:   map[uint64]replication.Request{},
 		peerBufs: map[*byte]struct{}{},
 		nextReq:  1,
@@ -767,9 +773,15 @@ func (r *Resource) stop() {
 	r.mu.Unlock()
 	if exp != nil {
 		exp.srv.Refuse(nbd.ErrShutdown)
-		r.closeExport(exp)
 	}
 	if r.lastConnDone != nil {
 		<-r.lastConnDone
+	}
+	// No disk or socket uses a request's buffer any more: requests the
+	// loop never ended can be answered (and their buffers reused), before
+	// the export waits for its connections to drain.
+	r.abortAsync()
+	if exp != nil {
+		r.closeExport(exp)
 	}
 }
