@@ -36,6 +36,19 @@ func (q *queue[T]) push(v T) bool {
 	return true
 }
 
+// pushAll appends vs in order with one lock and one wake-up; it reports
+// false (and drops them) after close.
+func (q *queue[T]) pushAll(vs []T) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	q.items = append(q.items, vs...)
+	q.cond.Signal()
+	return true
+}
+
 // pop blocks for the next item; ok is false once the queue is closed and
 // empty.
 func (q *queue[T]) pop() (v T, ok bool) {

@@ -107,6 +107,8 @@ type readyCopy struct {
 	comps []replication.Completion
 	hs    []replication.Handler
 	evs   []replication.Event
+	// packets of this Ready per socket, until flushMsgs
+	dataOut, metaOut []wItem
 }
 
 // New checks the configuration and returns a Resource. Nothing is opened
@@ -322,6 +324,7 @@ func (r *Resource) pump() {
 		for _, m := range c.msgs {
 			r.sendMsg(m)
 		}
+		r.flushMsgs()
 		// Net goes after the messages were handed over, and before the
 		// completions: a request completed by a connection loss must not
 		// hand its buffer back while a writer still sends from it on a
@@ -409,22 +412,48 @@ func (r *Resource) afterPump(stateChanged bool) {
 	}
 }
 
-// sendMsg queues a packet on its socket's writer. Without a connection
-// the packet is dropped and its token reported at once (the core already
-// completed what depended on it).
+// sendMsg collects a packet for its socket's writer; flushMsgs hands a
+// Ready's packets over. Without a connection the packet is dropped and
+// its token reported at once (the core already completed what depended
+// on it).
 func (r *Resource) sendMsg(m replication.Send) {
-	if c := r.conn; c != nil {
-		q := c.dataQ
+	if r.conn != nil {
+		it := wItem{msg: m.Msg, token: m.Token}
 		if m.Stream == replication.MetaStream {
-			q = c.metaQ
+			r.scratch.metaOut = append(r.scratch.metaOut, it)
+		} else {
+			r.scratch.dataOut = append(r.scratch.dataOut, it)
 		}
-		if q.push(wItem{msg: m.Msg, token: m.Token}) {
-			return
-		}
+		return
 	}
 	if m.Token != 0 {
 		r.node.Sent(m.Token)
 	}
+}
+
+// flushMsgs queues the collected packets on their writers, in order,
+// one hand-over per socket: the writer wakes once and sends them with
+// one writev, instead of waking at the first and racing the rest.
+func (r *Resource) flushMsgs() {
+	c := &r.scratch
+	if r.conn != nil {
+		for _, x := range []struct {
+			q   *queue[wItem]
+			its []wItem
+		}{{r.conn.dataQ, c.dataOut}, {r.conn.metaQ, c.metaOut}} {
+			if len(x.its) == 0 || x.q.pushAll(x.its) {
+				continue
+			}
+			for _, it := range x.its {
+				if it.token != 0 {
+					r.node.Sent(it.token)
+				}
+			}
+		}
+	}
+	clear(c.dataOut)
+	clear(c.metaOut)
+	c.dataOut, c.metaOut = c.dataOut[:0], c.metaOut[:0]
 }
 
 // diskDone reports a DiskOp's completion to the core (on the loop).
