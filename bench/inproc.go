@@ -25,6 +25,7 @@ type InProcOptions struct {
 	Size       int64  // backing file size (default 256 MiB)
 	Protocol   string // A, B, C ("" = C)
 	MaxBuffers int    // 0 = 2048
+	Disk       string // extra disk {} options ("disk-flushes no;")
 	StandAlone bool   // a alone, never connected (b is not started)
 	Logger     *zap.Logger
 }
@@ -63,7 +64,7 @@ func StartInProc(ctx context.Context, dir string, o InProcOptions) (p *InProcPai
 	if err != nil {
 		return p, err
 	}
-	src := PairConfig{Protocol: o.Protocol, MaxBuffers: o.MaxBuffers}.ConfigText(p.Files[0], p.Files[1], ports[0], ports[1])
+	src := PairConfig{Protocol: o.Protocol, MaxBuffers: o.MaxBuffers, Disk: o.Disk}.ConfigText(p.Files[0], p.Files[1], ports[0], ports[1])
 	res := [2]**driver.Resource{&p.A, &p.B}
 	for i, n := range []string{"a", "b"} {
 		cfg, err := config.Parse("drbd.conf", []byte(src), config.Options{Node: n})

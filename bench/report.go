@@ -28,7 +28,7 @@ func (res *Results) targets() []Target {
 		seen[p.Target] = true
 	}
 	var ts []Target
-	for t := TargetLoop; t <= TargetProtoAMB128; t++ {
+	for t := TargetLoop; t <= lastTarget; t++ {
 		if seen[t] {
 			ts = append(ts, t)
 		}

@@ -58,6 +58,11 @@ const (
 	TargetProtoC
 	TargetProtoCMB128
 	TargetProtoAMB128
+	// TargetProtoCNoFlush: protocol C without the Secondary's flush at
+	// every epoch boundary (disk-flushes no, as DRBD's guide advises only
+	// for a battery-backed write cache): what that flush costs.
+	TargetProtoCNoFlush
+	lastTarget = TargetProtoCNoFlush
 )
 
 func (t Target) String() string {
@@ -82,6 +87,8 @@ func (t Target) String() string {
 		return "gdrbd protocol C, max-buffers 128"
 	case TargetProtoAMB128:
 		return "gdrbd protocol A, max-buffers 128"
+	case TargetProtoCNoFlush:
+		return "gdrbd protocol C, disk-flushes no"
 	}
 	return fmt.Sprintf("Target(%d)", int(t))
 }
@@ -375,7 +382,7 @@ func (r *runner) writeSection() (err error) {
 		r.res.Skipped = append(r.res.Skipped, "loop devices without --direct-io (the filesystem refused it): writes go through the page cache")
 	}
 	servers := []ServerKind{ServerNBDKit, ServerQemuNBD}
-	protos := []Target{TargetProtoC, TargetProtoB, TargetProtoA}
+	protos := []Target{TargetProtoC, TargetProtoB, TargetProtoA, TargetProtoCNoFlush}
 	if r.p.Quick {
 		servers = []ServerKind{ServerQemuNBD}
 		protos = []Target{TargetProtoC, TargetProtoA}
@@ -458,6 +465,8 @@ func (r *runner) gdrbdPoints(rep int, t Target, disks [2]*Disk, works []Workload
 		cfg.MaxBuffers = 128
 	case TargetProtoAMB128:
 		cfg.Protocol, cfg.MaxBuffers = "A", 128
+	case TargetProtoCNoFlush:
+		cfg.Disk = "disk-flushes no;"
 	}
 	pdir, err := os.MkdirTemp(r.dir, "p")
 	if err != nil {

@@ -29,6 +29,9 @@ func BenchmarkWritePath(b *testing.B) {
 	}{
 		{"protocol-C", InProcOptions{}},
 		{"protocol-A", InProcOptions{Protocol: "A"}},
+		// The Secondary's flush per epoch (DRBD's default write ordering)
+		// left out: what it costs.
+		{"protocol-C-noflush", InProcOptions{Disk: "disk-flushes no;"}},
 		{"standalone", InProcOptions{StandAlone: true}},
 	} {
 		for _, w := range []struct {
