@@ -172,5 +172,7 @@ func TestStatusJSON(t *testing.T) {
 	js := a.statusJSON()
 	require.Equal(t, filepath.Join(a.runDir, "r0.nbd"), js.Devices[0].NBD.Socket)
 	require.Equal(t, "Connecting", js.Connections[0].ConnectionState)
+	// The daemon drives its O_DIRECT loop device through native AIO.
+	require.Equal(t, "native-aio", js.Devices[0].DiskIO)
 	a.ok("down", "all")
 }

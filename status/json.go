@@ -41,7 +41,10 @@ type JSONDevice struct {
 	LowerPending  int       `json:"lower-pending"`
 	UUIDs         [4]string `json:"uuids"`
 	MetadataFlags uint32    `json:"metadata-flags"`
-	NBD           JSONNBD   `json:"nbd"`
+	// DiskIO is how the backing device is driven while attached:
+	// "native-aio" (io_submit) or "threads" (pread/pwrite in a pool).
+	DiskIO string  `json:"disk-io,omitempty"`
+	NBD    JSONNBD `json:"nbd"`
 }
 
 // JSONNBD is the NBD front end of one volume.
@@ -123,7 +126,7 @@ func JSON(vols []Volume) []JSONResource {
 				Volume: v.Volume, Minor: v.Minor, Device: v.Device, DiskState: v.State.Disk.String(),
 				Attached: v.Attached, Size: v.SizeBytes / 1024, Read: v.Stats.DR, Written: v.Stats.DW,
 				ALWrites: v.Stats.AL, BMWrites: v.Stats.BM, UpperPending: v.Stats.AP, LowerPending: v.Stats.LO,
-				MetadataFlags: v.Flags,
+				MetadataFlags: v.Flags, DiskIO: diskIO(v),
 				NBD: JSONNBD{Socket: v.NBD.Socket, Device: v.NBD.Device, KernelUnavailable: v.NBD.KernelUnavailable,
 					Clients: v.NBD.Clients, Reads: v.NBD.Reads, Writes: v.NBD.Writes, Flushes: v.NBD.Flushes,
 					Trims: v.NBD.Trims, Zeroes: v.NBD.Zeroes, FUA: v.NBD.FUA},
@@ -185,3 +188,13 @@ func hex16(u uint64) string {
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+func diskIO(v *Volume) string {
+	switch {
+	case !v.Attached:
+		return ""
+	case v.AsyncIO:
+		return "native-aio"
+	}
+	return "threads"
+}

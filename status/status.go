@@ -30,6 +30,7 @@ type Volume struct {
 	Mark      SyncMark
 	UUIDs     [4]uint64
 	Attached  bool
+	AsyncIO   bool // the backing device is driven through native AIO
 	SizeBytes int64
 	Flags     uint32 // metadata flags (metadata.Flag*)
 	// WriteOrdering is the /proc/drbd "wo:" letter: 'f' flush, 'd' drain,

@@ -348,7 +348,7 @@ func (h *held) volume() status.Volume {
 	v := status.Volume{
 		Resource: s.Name, Volume: s.Volume, Minor: s.Minor, Device: s.Device, State: s.State,
 		Protocol: s.Protocol, Stats: s.Stats, Progress: s.Progress, UUIDs: s.UUIDs, Attached: s.Attached,
-		SizeBytes: s.SizeBytes, Flags: s.Flags, LocalAddress: s.LocalAddress, PeerAddress: s.PeerAddress,
+		AsyncIO: s.AsyncIO, SizeBytes: s.SizeBytes, Flags: s.Flags, LocalAddress: s.LocalAddress, PeerAddress: s.PeerAddress,
 		LastError: s.LastError,
 		NBD: status.NBD{Socket: s.NBD.Socket, Device: s.NBD.Device, KernelUnavailable: s.NBD.KernelUnavailable,
 			Clients: s.NBD.Clients, Reads: s.NBD.Reads, Writes: s.NBD.Writes, Flushes: s.NBD.Flushes,

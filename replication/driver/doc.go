@@ -33,9 +33,13 @@
 //	               messages were queued, before the completions)
 //	MetaWrites  -> metadata writer: pwrite, one fdatasync per batch
 //	               (md-flushes), THEN MetaDone
-//	DiskOps     -> disk worker pool: pread/pwrite/discard/zero/fdatasync;
-//	               FUA = the write then fdatasync
-//	Completions -> wake the NBD request waiting for them
+//	DiskOps     -> aligned reads and non-FUA writes of an O_DIRECT disk:
+//	               one io_submit for the whole Ready (native AIO; a
+//	               reaper goroutine posts completions in batches);
+//	               the rest to the disk worker pool: pread/pwrite/
+//	               discard/zero/fdatasync; FUA = the write then fdatasync
+//	Completions -> answer the NBD request (queue its reply, or wake the
+//	               goroutine waiting for it)
 //	Handlers    -> `sh -c CMD` with drbdadm 8.4's environment
 //
 // The loop never blocks on another goroutine: its queues to the workers
@@ -75,7 +79,9 @@
 //
 // # NBD
 //
-// The Resource is the nbd.Backend of its export: requests are split into
+// The Resource is the nbd.Backend (and nbd.AsyncBackend: READ and WRITE
+// are proposed from the NBD reader and answered from the loop, no
+// goroutine per request) of its export: requests are split into
 // core requests of at most 1 MiB (128 MiB for trim and zeroes), buffers
 // used in place. A write overlapping one in flight waits for it, as DRBD's
 // complete_conflicting_writes, so both replicas apply overlapping writes in
