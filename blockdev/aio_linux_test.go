@@ -60,6 +60,29 @@ func (h *asyncHarness) wait(t *testing.T, tags ...uint64) {
 	}
 }
 
+// run submits ops, requires the kernel to take all of them, waits for
+// their results and returns them in the order of ops, none failed.
+func (h *asyncHarness) run(t *testing.T, a *blockdev.AsyncIO, ops []blockdev.AsyncOp) []blockdev.AsyncResult {
+	t.Helper()
+	n, err := a.Submit(ops)
+	require.NoError(t, err)
+	require.Equal(t, len(ops), n)
+	tags := make([]uint64, len(ops))
+	for i, op := range ops {
+		tags[i] = op.Tag
+	}
+	h.wait(t, tags...)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]blockdev.AsyncResult, len(ops))
+	for i, tg := range tags {
+		out[i] = h.got[tg]
+		require.NoError(t, out[i].Err)
+		require.Equal(t, len(ops[i].P), out[i].N)
+	}
+	return out
+}
+
 func openAsync(t *testing.T, size int64, depth int) (*blockdev.File, *blockdev.AsyncIO, *asyncHarness) {
 	t.Helper()
 	f := openFile(t, blockdevtest.TempFile(t, size), blockdev.Options{Direct: true})
@@ -87,7 +110,6 @@ func TestAsyncIOWritesAndReads(t *testing.T) {
 		// block have no defined order.
 		used := map[int64]bool{}
 		var ops []blockdev.AsyncOp
-		var tags []uint64
 		for len(ops) < 32 {
 			blk := rng.Int64N(size / 4096)
 			n := int64(1 + rng.IntN(4))
@@ -112,16 +134,8 @@ func TestAsyncIOWritesAndReads(t *testing.T) {
 			tag++
 			require.True(t, a.Accepts(p, blk*4096))
 			ops = append(ops, blockdev.AsyncOp{Tag: tag, Write: true, P: p, Off: blk * 4096})
-			tags = append(tags, tag)
 		}
-		n, err := a.Submit(ops)
-		require.NoError(t, err)
-		require.Equal(t, len(ops), n)
-		h.wait(t, tags...)
-		for _, tg := range tags {
-			r := h.got[tg]
-			require.NoError(t, r.Err)
-		}
+		h.run(t, a, ops)
 	}
 	// Whole device back through pread, then through async reads.
 	back := blockdev.AlignedBuffer(size)
@@ -129,24 +143,13 @@ func TestAsyncIOWritesAndReads(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(model, back), "pread after async writes differs")
 	var ops []blockdev.AsyncOp
-	var tags []uint64
-	bufs := map[uint64][]byte{}
 	for off := int64(0); off < size; off += 1 << 20 {
 		tag++
-		p := blockdev.AlignedBuffer(1 << 20)
-		bufs[tag] = p
-		ops = append(ops, blockdev.AsyncOp{Tag: tag, P: p, Off: off})
-		tags = append(tags, tag)
+		ops = append(ops, blockdev.AsyncOp{Tag: tag, P: blockdev.AlignedBuffer(1 << 20), Off: off})
 	}
-	n, err := a.Submit(ops)
-	require.NoError(t, err)
-	require.Equal(t, len(ops), n)
-	h.wait(t, tags...)
-	for i, tg := range tags {
-		r := h.got[tg]
-		require.NoError(t, r.Err)
-		require.Equal(t, 1<<20, r.N)
-		require.True(t, bytes.Equal(model[int64(i)<<20:int64(i+1)<<20], bufs[tg]), "async read %d differs", i)
+	h.run(t, a, ops)
+	for i, op := range ops {
+		require.True(t, bytes.Equal(model[op.Off:op.Off+1<<20], op.P), "async read %d differs", i)
 	}
 }
 

@@ -2,11 +2,9 @@ package metadata_test
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,28 +25,11 @@ import (
 
 func drbdmeta(t *testing.T, path string, loc metadata.Location, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	prog := tooltest.Require(t, "drbdmeta")
-	argv := append([]string{"--force", "-", "v08", path, loc.DrbdmetaArg()}, args...)
-	cmd := exec.Command(prog, argv...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr, cmd.Stdin = &o, &e, strings.NewReader("")
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err)
-	}
-	return o.String(), e.String(), code
+	return tooltest.Drbdmeta(t, path, loc.DrbdmetaArg(), args...)
 }
 
 // dumpBody strips dump-md's header (time, host, command line).
-func dumpBody(s string) string {
-	if i := strings.Index(s, "version \"v08\""); i >= 0 {
-		return s[i:]
-	}
-	return s
-}
+var dumpBody = tooltest.DumpBody
 
 func ourDump(t *testing.T, md *metadata.Metadata) string {
 	t.Helper()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -45,29 +44,10 @@ func gdrbd(t *testing.T, conf, stdin string, args ...string) (stdout, stderr str
 }
 
 // realDrbdmeta runs drbdmeta --force - v08 DEV LOC CMD.
-func realDrbdmeta(t *testing.T, dev, loc string, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	prog := tooltest.Require(t, "drbdmeta")
-	cmd := exec.Command(prog, append([]string{"--force", "-", "v08", dev, loc}, args...)...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err)
-	}
-	return o.String(), e.String(), code
-}
+var realDrbdmeta = tooltest.Drbdmeta
 
 // body drops dump-md's header (time, host, command line).
-func body(s string) string {
-	if i := strings.Index(s, "version \"v08\""); i >= 0 {
-		return s[i:]
-	}
-	return s
-}
+var body = tooltest.DumpBody
 
 // disks are a regular file and (as root) a loop device of size bytes.
 func disks(t *testing.T, size int64) map[string]string {

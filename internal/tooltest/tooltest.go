@@ -5,8 +5,11 @@
 package tooltest
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -43,4 +46,34 @@ func Missing(t testing.TB, why string) {
 		t.Fatalf("required for this test under CI: %s", why)
 	}
 	t.Skip(why)
+}
+
+// Drbdmeta runs the real `drbdmeta --force - v08 DEV LOC ARGS...` ("-" as
+// the minor: no lock file, no drbdsetup query; --force answers its
+// questions and lets it work on files) with empty stdin, and returns its
+// output and exit code. A drbdmeta that cannot be run fails the test.
+func Drbdmeta(t testing.TB, dev, loc string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	prog := Require(t, "drbdmeta")
+	cmd := exec.Command(prog, append([]string{"--force", "-", "v08", dev, loc}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = &o, &e, strings.NewReader("")
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("drbdmeta %s: %v", strings.Join(args, " "), err)
+	}
+	return o.String(), e.String(), code
+}
+
+// DumpBody drops dump-md's header (time, host, command line), which
+// differs between any two runs.
+func DumpBody(s string) string {
+	if i := strings.Index(s, "version \"v08\""); i >= 0 {
+		return s[i:]
+	}
+	return s
 }
