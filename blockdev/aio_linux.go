@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +42,6 @@ type AsyncIO struct {
 	closed bool
 
 	inflight atomic.Int64
-	idle     chan struct{} // signalled when inflight drops to 0 while closing
 	closing  atomic.Bool
 	reaped   chan struct{} // closed when the reaper exited
 	once     sync.Once
@@ -117,7 +117,6 @@ func NewAsyncIO(f *File, depth int, done func([]AsyncResult)) (*AsyncIO, error) 
 	}
 	a := &AsyncIO{
 		f: f, ctx: ctx, done: done,
-		idle:   make(chan struct{}, 1),
 		reaped: make(chan struct{}),
 	}
 	go a.reap(depth)
@@ -188,36 +187,48 @@ func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 	return done, nil
 }
 
-// reap delivers completions until the context is destroyed.
+// wakeTag marks the read Close submits to wake an idle reaper; its
+// result is not delivered.
+const wakeTag = ^uint64(0)
+
+// reap delivers completions; once closing and nothing is in flight it
+// destroys the context and exits.
+//
+// NB: only the reaper destroys the context. An aio context id is the
+// address of its ring: destroyed while the reaper is between two
+// io_getevents, it could be reused by another AsyncIO's io_setup, and the
+// old reaper would then take (and misdeliver) the new context's events.
 func (a *AsyncIO) reap(depth int) {
 	defer close(a.reaped)
+	defer unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0) //nolint:errcheck // nothing is in flight
 	events := make([]ioEvent, min(depth, 256))
 	results := make([]AsyncResult, 0, len(events))
-	// The timeout only bounds how long Close can wait for a reaper
-	// blocked with nothing in flight; io_destroy wakes it sooner.
+	// The timeout bounds how long an idle reaper takes to notice Close
+	// when Close could not submit its wake-up read.
 	ts := unix.NsecToTimespec(int64(time.Second))
 	for {
 		n, _, e := unix.Syscall6(unix.SYS_IO_GETEVENTS, a.ctx, 1, uintptr(len(events)),
 			uintptr(unsafe.Pointer(&events[0])), uintptr(unsafe.Pointer(&ts)), 0)
 		if e != 0 && e != unix.EINTR {
-			// EINVAL: the context was destroyed (Close).
-			return
+			panic(fmt.Sprintf("blockdev: io_getevents on %s: %v", a.f.path, e))
 		}
 		if e == 0 && n > 0 {
 			results = results[:0]
 			for _, ev := range events[:n] {
+				if ev.data == wakeTag {
+					continue
+				}
 				r := AsyncResult{Tag: ev.data, N: int(ev.res)}
 				if ev.res < 0 {
 					r.N, r.Err = 0, fmt.Errorf("blockdev: native AIO on %s: %w", a.f.path, unix.Errno(-ev.res))
 				}
 				results = append(results, r)
 			}
-			a.done(results)
-			if a.inflight.Add(-int64(n)) == 0 && a.closing.Load() {
-				select {
-				case a.idle <- struct{}{}:
-				default:
-				}
+			if len(results) > 0 {
+				a.done(results)
+			}
+			if a.inflight.Add(-int64(n)) < 0 {
+				panic("blockdev: native AIO delivered more completions than were submitted")
 			}
 		}
 		if a.closing.Load() && a.inflight.Load() == 0 {
@@ -226,35 +237,29 @@ func (a *AsyncIO) reap(depth int) {
 	}
 }
 
-// Close waits until every submitted request was delivered, then destroys
-// the context. Submit fails afterwards. It does not close the File.
+// Close waits until every submitted request was delivered and the
+// context destroyed. Submit fails afterwards. It does not close the File.
 func (a *AsyncIO) Close() error {
 	a.once.Do(func() {
 		a.mu.Lock()
 		a.closed = true
-		a.mu.Unlock()
+		// Wake the reaper with a read of the first block: a real request
+		// completes even when nothing else is in flight. It is counted
+		// before closing is set, so the reaper cannot destroy the context
+		// under it.
+		a.inflight.Add(1)
 		a.closing.Store(true)
-		for a.inflight.Load() > 0 {
-			select {
-			case <-a.idle:
-			case <-a.reaped:
-			case <-time.After(100 * time.Millisecond):
-			}
-			if isClosed(a.reaped) {
-				break
-			}
+		buf := AlignedBuffer(int(max(a.f.align, 512)))
+		cb := iocb{data: wakeTag, fildes: uint32(a.f.fd), opcode: iocbCmdPread,
+			buf: uint64(uintptr(unsafe.Pointer(unsafe.SliceData(buf)))), nbytes: uint64(len(buf))}
+		ptr := &cb
+		n, _, e := unix.Syscall(unix.SYS_IO_SUBMIT, a.ctx, 1, uintptr(unsafe.Pointer(&ptr)))
+		if e != 0 || n != 1 {
+			a.inflight.Add(-1) // the reaper notices at its next timeout
 		}
-		_, _, _ = unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0)
+		a.mu.Unlock()
 		<-a.reaped
+		runtime.KeepAlive(buf)
 	})
 	return nil
-}
-
-func isClosed(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
 }

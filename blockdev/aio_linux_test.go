@@ -231,3 +231,61 @@ func TestAsyncIONeedsDirect(t *testing.T) {
 	_, err := blockdev.NewAsyncIO(f, 8, func([]blockdev.AsyncResult) {})
 	require.ErrorIs(t, err, blockdev.ErrAsyncUnavailable)
 }
+
+// TestAsyncIOContextsComeAndGo: contexts set up and closed concurrently
+// (resources attaching while others detach) each get exactly their own
+// completions. An aio context id is an address the kernel reuses: a
+// reaper still reading a destroyed id would steal a newer context's
+// events, and both Closes would hang.
+func TestAsyncIOContextsComeAndGo(t *testing.T) {
+	t.Parallel()
+	f := openFile(t, blockdevtest.TempFile(t, 4<<20), blockdev.Options{Direct: true})
+	if !f.Direct() {
+		t.Skip("temp dir file system has no O_DIRECT")
+	}
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 60 {
+				h := newAsyncHarness()
+				a, err := blockdev.NewAsyncIO(f, 4+i%3, h.done)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var ops []blockdev.AsyncOp
+				// Every third context is closed at once, before its
+				// reaper may even have started.
+				for k := range (1 + i%3) * min(i%3, 1) {
+					ops = append(ops, blockdev.AsyncOp{Tag: uint64(g<<16 | i<<4 | k), P: blockdev.AlignedBuffer(4096), Off: int64(g*3+k) * 4096})
+				}
+				if i%2 == 0 && len(ops) > 0 {
+					h.run(t, a, ops)
+				} else if _, err := a.Submit(ops); err != nil {
+					t.Error(err)
+				}
+				done := make(chan struct{})
+				go func() { a.Close(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(20 * time.Second):
+					t.Error("Close hung")
+					return
+				}
+				h.mu.Lock()
+				for tag := range h.got {
+					if tag>>16 != uint64(g) || (tag>>4)&0xfff != uint64(i) {
+						t.Errorf("context %d/%d got another context's completion %#x", g, i, tag)
+					}
+				}
+				if len(h.got) != len(ops) {
+					t.Errorf("context %d/%d: %d of %d completions", g, i, len(h.got), len(ops))
+				}
+				h.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
