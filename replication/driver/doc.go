@@ -34,8 +34,11 @@
 //	MetaWrites  -> metadata writer: pwrite, one fdatasync per batch
 //	               (md-flushes), THEN MetaDone
 //	DiskOps     -> aligned reads and non-FUA writes of an O_DIRECT disk:
-//	               one io_submit for the whole Ready (native AIO; a
-//	               reaper goroutine posts completions in batches);
+//	               one io_submit for the whole Ready (native AIO), by
+//	               the loop while at most inlineAIO are in flight, else
+//	               by a submitter goroutine (io_submit sleeps when the
+//	               device has no free request tag); a reaper goroutine
+//	               posts completions in batches;
 //	               the rest to the disk worker pool: pread/pwrite/
 //	               discard/zero/fdatasync; FUA = the write then fdatasync
 //	Completions -> answer the NBD request (queue its reply, or wake the
