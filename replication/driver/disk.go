@@ -406,17 +406,21 @@ func (d *disk) submit(r *Resource) {
 // loop).
 func (d *disk) spill(r *Resource, ops []blockdev.AsyncOp) {
 	for _, op := range ops {
-		a, ok := d.jobs[op.Tag]
-		if !ok {
-			continue
+		if a, ok := d.jobs[op.Tag]; ok {
+			delete(d.jobs, op.Tag)
+			d.toPool(r, a)
 		}
-		delete(d.jobs, op.Tag)
-		if a.buf != nil {
-			r.pool.Put(a.buf)
-		}
-		if !d.ops.push(a.j) {
-			r.node.DiskDone(a.j.op.ID, replication.ErrNotAttached, nil)
-		}
+	}
+}
+
+// toPool gives an AIO job to the worker pool to do whole (its read
+// buffer, if any, back to the pool first).
+func (d *disk) toPool(r *Resource, a aioJob) {
+	if a.buf != nil {
+		r.pool.Put(a.buf)
+	}
+	if !d.ops.push(a.j) {
+		r.node.DiskDone(a.j.op.ID, replication.ErrNotAttached, nil)
 	}
 }
 
@@ -430,17 +434,16 @@ func (r *Resource) aioDone(d *disk, rs []blockdev.AsyncResult) {
 		}
 		delete(d.jobs, res.Tag)
 		if r.disk != d {
+			// Detached meanwhile: nobody waits for it.
+			if a.buf != nil {
+				r.pool.Put(a.buf)
+			}
 			continue
 		}
 		op := a.j.op
 		err := res.Err
 		if err == nil && int64(res.N) != op.Length {
-			if a.buf != nil {
-				r.pool.Put(a.buf)
-			}
-			if !d.ops.push(a.j) {
-				r.node.DiskDone(op.ID, replication.ErrNotAttached, nil)
-			}
+			d.toPool(r, a)
 			continue
 		}
 		if err != nil {

@@ -559,9 +559,7 @@ func TestMaxBuffersBackpressure(t *testing.T) {
 	nodes := newPair(t, pairOpts{net: [2]string{"max-buffers 32;", "max-buffers 32;"}})
 	a, b := nodes[alpha], nodes[bravo]
 	var armed atomic.Bool
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	release, open := gate(t)
 	b.res.diskHook = func(op replication.DiskOp) {
 		if armed.Load() && op.Op == replication.OpWrite {
 			<-release
@@ -587,7 +585,7 @@ func TestMaxBuffersBackpressure(t *testing.T) {
 	}
 	waitState(t, ctx, b, "a full receive backlog", func(Status) bool { return b.res.pauses.Load() > 0 })
 	require.GreaterOrEqual(t, b.res.Status().Stats.UA, 32)
-	releaseOnce.Do(func() { close(release) })
+	open()
 	for range depth {
 		require.NoError(t, <-errs)
 	}
@@ -636,9 +634,7 @@ func TestOverlappingWriteWaits(t *testing.T) {
 	ctx := testCtx(t)
 	nodes := newPair(t, pairOpts{})
 	a := nodes[alpha]
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // registered after the stop: runs first
+	release, open := gate(t) // registered after the stop: runs first
 	seen := make(chan byte, 16)
 	a.res.diskHook = func(op replication.DiskOp) {
 		if op.Op == replication.OpWrite && op.Offset >= 1<<20 && op.Offset < 2<<20 {
@@ -662,7 +658,7 @@ func TestOverlappingWriteWaits(t *testing.T) {
 		require.NoError(t, a.res.call(ctx, func() { n = len(a.res.deferred) }))
 		return n == 1
 	}, 10*time.Second, time.Millisecond)
-	releaseOnce.Do(func() { close(release) })
+	open()
 	require.NoError(t, <-done1)
 	require.Equal(t, byte(2), <-seen)
 	require.NoError(t, <-done2)
@@ -728,9 +724,7 @@ func TestStopEndsAsyncRequests(t *testing.T) {
 	ctx := testCtx(t)
 	nodes := newPair(t, pairOpts{})
 	a := nodes[alpha]
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	release, open := gate(t)
 	reached := make(chan struct{}, 16)
 	var diskBusy atomic.Int32
 	a.res.diskHook = func(op replication.DiskOp) {
@@ -761,7 +755,7 @@ func TestStopEndsAsyncRequests(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() { a.res.stop(); close(stopped) }()
 	time.Sleep(50 * time.Millisecond) // the loop is gone; the disk still holds the writes
-	releaseOnce.Do(func() { close(release) })
+	open()
 	<-stopped
 	for range n {
 		err := <-results
@@ -810,4 +804,15 @@ func TestManyWritesInFlightThroughSubmitter(t *testing.T) {
 	for i := range n {
 		require.Equal(t, byte(3*7+i), got[i*4096], "block %d", i)
 	}
+}
+
+// gate is a channel a disk hook waits on until open is called; the test's
+// end opens it too (registered after the Resource's stop, so it runs
+// first and no stop waits for a blocked hook).
+func gate(t *testing.T) (release chan struct{}, open func()) {
+	release = make(chan struct{})
+	var once sync.Once
+	open = func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	return release, open
 }
