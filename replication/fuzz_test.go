@@ -7,6 +7,8 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/gdrbd/gdrbd/bitmap"
 	"github.com/gdrbd/gdrbd/metadata"
 	"github.com/gdrbd/gdrbd/protocol"
@@ -129,4 +131,36 @@ func FuzzNodeReceive(f *testing.F) {
 			drain(n)
 		}
 	})
+}
+
+// TestPeerRangesBeyondTheDevice: every packet that names a range of the
+// device is refused, with a protocol error and the connection dropped,
+// when the range lies beyond the end, including sectors so large that
+// sector*512 wraps around to a small offset. None may panic or touch the
+// bitmap.
+func TestPeerRangesBeyondTheDevice(t *testing.T) {
+	const wrap = 1<<55 + 8 // *512 overflows int64 to a small offset
+	cases := []struct {
+		name string
+		s    Stream
+		p    protocol.Packet
+	}{
+		{"P_DATA wrapping", DataStream, &protocol.Data{Cmd: protocol.CmdData, Sector: wrap, BlockID: 7, SeqNum: 1, Payload: make([]byte, 512)}},
+		{"P_OUT_OF_SYNC wrapping", DataStream, &protocol.BlockDesc{Cmd: protocol.CmdOutOfSync, Sector: wrap, BlockSize: 4096}},
+		{"P_OUT_OF_SYNC past the end", DataStream, &protocol.BlockDesc{Cmd: protocol.CmdOutOfSync, Sector: 1 << 30, BlockSize: 4096}},
+		{"P_DATA_REQUEST wrapping", DataStream, &protocol.BlockReq{Cmd: protocol.CmdDataRequest, Sector: wrap, BlockID: 3, BlockSize: 4096}},
+		{"P_RS_WRITE_ACK wrapping", MetaStream, &protocol.BlockAck{Cmd: protocol.CmdRSWriteAck, Sector: wrap, BlockID: idSyncer, BlockSize: 4096}},
+		{"P_NEG_ACK unknown request", MetaStream, &protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: wrap, BlockID: 12345, BlockSize: 4096}},
+		{"P_NEG_ACK resync wrapping", MetaStream, &protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: wrap, BlockID: idSyncer, BlockSize: 4096}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := fuzzPeer(t)
+			oos := n.Stats().OOS
+			err := n.Receive(tc.s, protocol.Message{Packet: tc.p})
+			require.Error(t, err)
+			require.Less(t, n.State().Conn, Connected, "still connected after %v", err)
+			require.Equal(t, oos, n.Stats().OOS, "the bitmap changed")
+		})
+	}
 }

@@ -576,6 +576,9 @@ func (n *Node) receiveBlockAck(p *protocol.BlockAck) error {
 	if !ok || req.sector != p.Sector || req.Op == OpRead || req.remoteRead {
 		if p.Cmd == protocol.CmdNegAck {
 			// Protocol A/B: the request may be gone already.
+			if err := n.checkPeerRange(p.Sector, int64(p.BlockSize)); err != nil {
+				return err
+			}
 			n.setOutOfSync(int64(p.Sector)*512, int64(p.BlockSize))
 			return nil
 		}

@@ -650,8 +650,8 @@ func (n *Node) receiveBlockReq(p *protocol.BlockReq) error {
 	if size <= 0 || size > protocol.MaxBIOSize || size%512 != 0 {
 		return n.protocolError("%#04x of %d bytes", p.Cmd, size)
 	}
-	if int64(p.Sector)*512+size > n.Size() {
-		return n.protocolError("%#04x beyond end of device", p.Cmd)
+	if err := n.checkPeerRange(p.Sector, size); err != nil {
+		return err
 	}
 	off := int64(p.Sector) * 512
 	negReply := func(cmd protocol.Cmd) {
@@ -763,6 +763,9 @@ func (n *Node) serveRead(p *protocol.BlockReq, off, size int64, err error, data 
 
 // receiveResyncAck handles the meta-socket answers about resync blocks.
 func (n *Node) receiveResyncAck(p *protocol.BlockAck) error {
+	if err := n.checkPeerRange(p.Sector, int64(p.BlockSize)); err != nil {
+		return err
+	}
 	off, size := int64(p.Sector)*512, int64(p.BlockSize)
 	switch p.Cmd {
 	case protocol.CmdRSWriteAck, protocol.CmdWriteAck:
@@ -922,6 +925,9 @@ func (n *Node) receiveOVResult(p *protocol.BlockAck) error {
 	}
 	rs := &n.peer.rs
 	if p.BlockID == idOutOfSync {
+		if err := n.checkPeerRange(p.Sector, int64(p.BlockSize)); err != nil {
+			return err
+		}
 		n.setOutOfSync(int64(p.Sector)*512, int64(p.BlockSize))
 		rs.ovFound++
 	}

@@ -76,10 +76,12 @@ func (n *Node) RecvBacklog() int {
 
 func (n *Node) checkPeerRange(sector uint64, size int64) error {
 	if size <= 0 || size%512 != 0 {
-		return n.protocolError("peer write of %d bytes", size)
+		return n.protocolError("peer range of %d bytes", size)
 	}
-	if int64(sector)*512+size > n.Size() {
-		return n.protocolError("peer write beyond end of device: sector %d + %d bytes > %d", sector, size, n.Size())
+	// Without overflow: a sector near 2^64 must not wrap around to a
+	// small offset.
+	if dev := n.Size(); size > dev || sector > uint64(dev-size)/512 {
+		return n.protocolError("peer range beyond end of device: sector %d + %d bytes > %d", sector, size, dev)
 	}
 	return nil
 }
