@@ -203,8 +203,8 @@ func (d *dumper) resource(c *Config, r *rawResource) {
 	if r.stacked {
 		stacked = "stacked"
 	}
-	d.printI("# resource %s on %s: %s, %s\n", esc(r.name), c.Node, state, stacked)
-	d.printI("# defined at %s:%d\n", r.file, r.startLine)
+	d.printI("# resource %s on %s: %s, %s\n", esc(r.name), oneLine(c.Node), state, stacked)
+	d.printI("# defined at %s:%d\n", oneLine(r.file), r.startLine)
 	d.printI("resource %s {\n", esc(r.name))
 	d.indent++
 	if len(r.volumes) > 0 && r.volumes[0].implicit && r.volumes[0].hasDisk && hostsHideDisk(r) {
@@ -532,4 +532,12 @@ func jsonSection(sec section, list optList) map[string]jsonOpt {
 		m[d.name] = jsonOpt{Value: v.format(d), Unit: unitLabel(d), Explicit: explicit}
 	}
 	return m
+}
+
+// oneLine keeps a name that goes into a dump comment on its line: a line
+// break (no host or file name of a sane system has one, but --node and
+// file names come from outside) would end the comment and turn the rest
+// into configuration. Other names print as they are, as drbdadm's do.
+func oneLine(s string) string {
+	return strings.NewReplacer("\n", "\\n", "\r", "\\r").Replace(s)
 }
