@@ -754,7 +754,7 @@ func TestStopEndsAsyncRequests(t *testing.T) {
 	}
 	stopped := make(chan struct{})
 	go func() { a.res.stop(); close(stopped) }()
-	time.Sleep(50 * time.Millisecond) // the loop is gone; the disk still holds the writes
+	<-a.res.done // the loop is gone; the disk still holds the writes
 	open()
 	<-stopped
 	for range n {
