@@ -162,9 +162,13 @@ func TestSingleNode(t *testing.T) {
 func TestStatusJSON(t *testing.T) {
 	t.Parallel()
 	needTools(t)
-	a, _ := loopbackPair(t, 16<<20)
+	a, b := loopbackPair(t, 16<<20)
 	a.ok("create-md", "r0", "--force")
 	a.ok("up", "r0", "--primary")
+	// b's daemon starts with GDRBD_AIO=0: the thread pool.
+	b.ok("create-md", "r0", "--force")
+	r := b.exec([]string{"GDRBD_AIO=0"}, gdrbdBin, "up", "r0")
+	require.Zero(t, r.code, "%s", r.stderr)
 	var rs []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(a.ok("status", "--json")), &rs))
 	require.Len(t, rs, 1)
@@ -174,5 +178,7 @@ func TestStatusJSON(t *testing.T) {
 	require.Equal(t, "Connecting", js.Connections[0].ConnectionState)
 	// The daemon drives its O_DIRECT loop device through native AIO.
 	require.Equal(t, "native-aio", js.Devices[0].DiskIO)
+	require.Equal(t, "threads", b.statusJSON().Devices[0].DiskIO)
 	a.ok("down", "all")
+	b.ok("down", "all")
 }

@@ -88,6 +88,7 @@ type daemon struct {
 	node      string
 	log       *zap.Logger
 	kernelNBD bool
+	syncIO    bool // no native AIO (daemon --aio=false, $GDRBD_AIO=0)
 	newDriver func(driver.Options) (resourceDriver, error)
 	loadCfg   func(path, node string) (*config.Config, error)
 
@@ -246,11 +247,7 @@ func (d *daemon) upish(ctx context.Context, req *control.Request) *control.Respo
 	created := false
 	if h == nil {
 		drv, err := d.newDriver(driver.Options{Config: rc, Logger: d.log,
-			RunDir: d.runDir, KernelNBD: d.kernelNBD,
-			// GDRBD_AIO=0: synchronous disk I/O only (native AIO
-			// blocked by a seccomp profile that kills instead of
-			// refusing, or to compare the two).
-			SyncIO: os.Getenv("GDRBD_AIO") == "0"})
+			RunDir: d.runDir, KernelNBD: d.kernelNBD, SyncIO: d.syncIO})
 		if err != nil {
 			d.mu.Unlock()
 			return errResponse(err)

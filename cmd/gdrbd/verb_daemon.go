@@ -24,7 +24,7 @@ import (
 func init() {
 	register(&verb{
 		Name:    "daemon",
-		Args:    "[--log-file F] [--log-format json|console] [--kernel-nbd=false]",
+		Args:    "[--log-file F] [--log-format json|console] [--kernel-nbd=false] [--aio=false]",
 		Summary: "run the node's daemon in the foreground (for systemd; `up` starts it detached)",
 		Run:     runDaemon,
 	})
@@ -49,6 +49,7 @@ func runDaemon(env *cliEnv, args []string) error {
 	}
 	logFormat := fs.String("log-format", defFormat, "json or console ($GDRBD_LOG_FORMAT)")
 	kernelNBD := fs.Bool("kernel-nbd", os.Getenv("GDRBD_KERNEL_NBD") != "0", "attach /dev/nbdX on promotion when the nbd module exists ($GDRBD_KERNEL_NBD=0: never)")
+	aio := fs.Bool("aio", os.Getenv("GDRBD_AIO") != "0", "drive O_DIRECT backing devices through native AIO when the kernel allows it ($GDRBD_AIO=0: a thread pool doing pread/pwrite)")
 	readyFD := fs.Int("ready-fd", -1, "write \"ok\" (or the error) to this inherited fd once serving")
 	if _, err := parseVerbFlags(fs, args); err != nil {
 		return err
@@ -62,7 +63,7 @@ func runDaemon(env *cliEnv, args []string) error {
 			ready = func(string) {}
 		}
 	}
-	err := daemonMain(env, *logPath, *logFormat, *kernelNBD, func() { ready("ok") })
+	err := daemonMain(env, *logPath, *logFormat, *kernelNBD, !*aio, func() { ready("ok") })
 	if err != nil {
 		ready("error: " + err.Error())
 	}
@@ -94,7 +95,7 @@ func newLogger(path, format string) (*zap.Logger, error) {
 
 // daemonMain runs the daemon until SIGTERM/SIGINT, a shutdown request, or
 // the last resource going down.
-func daemonMain(env *cliEnv, logPath, logFormat string, kernelNBD bool, ready func()) error {
+func daemonMain(env *cliEnv, logPath, logFormat string, kernelNBD, syncIO bool, ready func()) error {
 	log, err := newLogger(logPath, logFormat)
 	if err != nil {
 		return err
@@ -119,6 +120,7 @@ func daemonMain(env *cliEnv, logPath, logFormat string, kernelNBD bool, ready fu
 	}
 	d := newDaemon(runDir, nodeName(env), log)
 	d.kernelNBD = kernelNBD
+	d.syncIO = syncIO
 	srv := control.NewServer(d, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
