@@ -25,6 +25,9 @@ type Writer struct {
 	// payloads referenced, all sent with one writev by Flush.
 	arena   []byte
 	pending []pendingPacket
+	// done is how many bytes of pending[0] a partial FlushSome already
+	// wrote.
+	done int
 }
 
 // pendingPacket is a buffered packet: its header and fixed part at
@@ -98,30 +101,97 @@ func (w *Writer) Buffer(m Message) error {
 func (w *Writer) Buffered() int { return len(w.pending) }
 
 // Flush writes every buffered packet, in order, with one writev (more if
-// there are over IOV_MAX pieces). A write error is returned wrapped and
-// leaves the stream in an unknown state (drop the connection); the
-// buffer is empty afterwards either way.
+// there are over IOV_MAX pieces), starting where a partial FlushSome
+// stopped. A write error is returned wrapped and leaves the stream in an
+// unknown state (drop the connection); the buffer is empty afterwards
+// either way.
 func (w *Writer) Flush() error {
 	if len(w.pending) == 0 {
 		return nil
 	}
-	bufs := w.bufs[:0]
-	for _, p := range w.pending {
-		bufs = append(bufs, w.arena[p.off:p.off+p.n])
-		if len(p.tail) > 0 {
-			bufs = append(bufs, p.tail)
-		}
-	}
-	w.bufs = bufs
 	n := len(w.pending)
-	out := bufs // WriteTo consumes its receiver
+	out := w.iovecs(0) // WriteTo consumes its receiver
 	_, err := out.WriteTo(w.w)
-	clear(w.bufs) // do not pin the callers' payloads
-	clear(w.pending)
-	w.pending = w.pending[:0]
-	w.arena = w.arena[:0]
+	w.reset()
 	if err != nil {
 		return fmt.Errorf("protocol: write %d buffered packets: %w", n, err)
 	}
 	return nil
+}
+
+// FlushSome hands the buffered packets to write once, as one vector of
+// at most maxIov pieces (write is normally a writev on a non-blocking
+// socket, which may take only a prefix). What write did not take stays
+// buffered, in order, for the next FlushSome or Flush: the socket never
+// sees a packet cut short by it. all reports that nothing is left. An
+// error from write is returned wrapped and, like Flush's, leaves the
+// stream in an unknown state; the buffer is empty afterwards.
+//
+// Payloads of packets not yet written stay referenced: the caller keeps
+// them untouched until a later flush wrote them.
+func (w *Writer) FlushSome(maxIov int, write func(iov [][]byte) (int, error)) (all bool, err error) {
+	if len(w.pending) == 0 {
+		return true, nil
+	}
+	iov := w.iovecs(maxIov)
+	n, err := write(iov)
+	clear(w.bufs)
+	if err != nil {
+		np := len(w.pending)
+		w.reset()
+		return false, fmt.Errorf("protocol: write %d buffered packets: %w", np, err)
+	}
+	// Drop what was written: whole packets, then part of the next.
+	i := 0
+	for ; i < len(w.pending) && n > 0; i++ {
+		p := w.pending[i]
+		left := p.n + len(p.tail) - w.done
+		if n < left {
+			w.done += n
+			n = 0
+			break
+		}
+		n -= left
+		w.done = 0
+	}
+	clear(w.pending[:i])
+	w.pending = w.pending[i:]
+	if len(w.pending) == 0 {
+		w.reset()
+		return true, nil
+	}
+	return false, nil
+}
+
+// iovecs builds the vector of what is buffered and not yet written, at
+// most maxIov pieces (0: all) in w.bufs.
+func (w *Writer) iovecs(maxIov int) net.Buffers {
+	bufs := w.bufs[:0]
+	skip := w.done
+	for _, p := range w.pending {
+		for _, b := range [2][]byte{w.arena[p.off : p.off+p.n], p.tail} {
+			if skip >= len(b) {
+				skip -= len(b)
+				continue
+			}
+			bufs = append(bufs, b[skip:])
+			skip = 0
+			if maxIov > 0 && len(bufs) == maxIov {
+				w.bufs = bufs
+				return bufs
+			}
+		}
+	}
+	w.bufs = bufs
+	return bufs
+}
+
+// reset empties the buffer without pinning the callers' payloads.
+func (w *Writer) reset() {
+	clear(w.bufs)
+	w.bufs = w.bufs[:0]
+	clear(w.pending)
+	w.pending = w.pending[:0]
+	w.arena = w.arena[:0]
+	w.done = 0
 }
