@@ -378,7 +378,7 @@ func receiveFirst(c net.Conn, timeout time.Duration) protocol.Cmd {
 // sockets, queues and channels.
 type peerConn struct {
 	data, meta   net.Conn
-	dataQ, metaQ *queue[wItem]
+	dataW, metaW *sockWriter
 	stop         chan struct{} // closed by closeConn: readers stop waiting
 	// done channels of the writers and readers (metaRDone is closed by
 	// the loop itself when the meta reader was never started).
@@ -414,13 +414,23 @@ func (r *Resource) connEstablished(cn *connector, data, meta net.Conn, resolve b
 	}
 	r.connector = nil
 	c := &peerConn{
-		data: data, meta: meta, dataQ: newQueue[wItem](), metaQ: newQueue[wItem](), stop: make(chan struct{}),
+		data: data, meta: meta, stop: make(chan struct{}),
 		dataWDone: make(chan struct{}), metaWDone: make(chan struct{}),
 		dataRDone: make(chan struct{}), metaRDone: make(chan struct{}),
 	}
+	report := func(toks []uint64, failure string) {
+		if failure != "" {
+			r.connFailed(c, false, failure)
+		}
+		for _, t := range toks {
+			r.node.Sent(t)
+		}
+	}
+	c.dataW = newSockWriter(data, c.dataWDone, &c.appMu, &c.closing, r.post, report)
+	c.metaW = newSockWriter(meta, c.metaWDone, &c.appMu, &c.closing, r.post, report)
 	r.conn = c
-	go r.writeSocket(c, replication.DataStream)
-	go r.writeSocket(c, replication.MetaStream)
+	go c.dataW.run()
+	go c.metaW.run()
 	go r.readSocket(c, replication.DataStream, protocol.Dialect{})
 	r.log.Info("connection established", zap.Stringer("data_peer", data.RemoteAddr()),
 		zap.Stringer("meta_peer", meta.RemoteAddr()), zap.Bool("resolve_conflicts", resolve))
@@ -462,8 +472,8 @@ func (r *Resource) closeConn() {
 	if !c.metaStarted {
 		close(c.metaRDone)
 	}
-	c.dataQ.close()
-	c.metaQ.close()
+	c.dataW.close()
+	c.metaW.close()
 	clear(r.peerBufs)
 	deadline := time.Now().Add(r.set.pingTimeo)
 	_ = c.data.SetWriteDeadline(deadline)
@@ -486,8 +496,8 @@ func (c *peerConn) shutdown(conn net.Conn, wDone, rDone chan struct{}, readDeadl
 
 // closeHard closes the sockets at once (the loop is gone).
 func (c *peerConn) closeHard() {
-	c.dataQ.close()
-	c.metaQ.close()
+	c.dataW.close()
+	c.metaW.close()
 	c.data.Close()
 	c.meta.Close()
 }
@@ -537,96 +547,6 @@ func failureReason(op string, err error) string {
 		return op + " timed out"
 	}
 	return fmt.Sprintf("%s: %v", op, err)
-}
-
-// writeSocket sends a socket's packets in queue order until the queue is
-// closed and empty. After a failure it reports the error and the tokens
-// of everything not sent.
-func (r *Resource) writeSocket(c *peerConn, s replication.Stream) {
-	conn, q, done := c.data, c.dataQ, c.dataWDone
-	if s == replication.MetaStream {
-		conn, q, done = c.meta, c.metaQ, c.metaWDone
-	}
-	defer close(done)
-	w := protocol.NewWriter(conn)
-	var batch []wItem
-	var sent []uint64
-	for {
-		var ok bool
-		batch, ok = q.popAll(batch[:0])
-		if !ok {
-			return
-		}
-		// The whole batch goes out with one writev (Buffer + Flush): under
-		// load this replaces a syscall per packet. Application payloads
-		// are referenced until the flush, so the batch holds appMu: a
-		// connection being closed cannot complete (and hand back) a
-		// request whose data is still being sent.
-		hasApp := false
-		for _, it := range batch {
-			if it.dialect == nil && isAppData(it.msg) {
-				hasApp = true
-				break
-			}
-		}
-		if hasApp {
-			c.appMu.Lock()
-		}
-		closing := hasApp && c.closing.Load()
-		for _, it := range batch {
-			if it.dialect != nil {
-				if err := w.SetDialect(*it.dialect); err != nil {
-					panic(fmt.Sprintf("driver: core handed an invalid dialect: %v", err))
-				}
-				continue
-			}
-			if !(closing && isAppData(it.msg)) {
-				if err := w.Buffer(it.msg); err != nil {
-					panic(fmt.Sprintf("driver: core emitted a packet the wire cannot carry: %v", err))
-				}
-			}
-			if it.token != 0 {
-				sent = append(sent, it.token)
-			}
-		}
-		err := w.Flush()
-		if hasApp {
-			c.appMu.Unlock()
-		}
-		if err != nil {
-			left := sent
-			for _, x := range q.drain() {
-				if x.token != 0 {
-					left = append(left, x.token)
-				}
-			}
-			reason := failureReason("send", err)
-			r.post(func() {
-				r.connFailed(c, false, reason)
-				for _, t := range left {
-					r.node.Sent(t)
-				}
-			})
-			return
-		}
-		if len(sent) > 0 {
-			toks := sent
-			sent = nil
-			r.post(func() {
-				for _, t := range toks {
-					r.node.Sent(t)
-				}
-			})
-		}
-		clear(batch)
-	}
-}
-
-// isAppData reports whether a packet's payload is an application buffer
-// (P_DATA); other payloads belong to the driver.
-func isAppData(m protocol.Message) bool {
-	d, ok := m.Packet.(*protocol.Data)
-	return ok && d.Cmd == protocol.CmdData
 }
 
 // readSocket hands a socket's packets to the loop. The data reader

@@ -109,6 +109,7 @@ type readyCopy struct {
 	evs   []replication.Event
 	// packets of this Ready per socket, until flushMsgs
 	dataOut, metaOut []wItem
+	sent             []uint64 // tokens of packets written inline
 }
 
 // New checks the configuration and returns a Resource. Nothing is opened
@@ -317,8 +318,8 @@ func (r *Resource) pump() {
 			// The switch sits between the packets already queued and
 			// this Ready's: both streams use it from here on.
 			d := *dialect
-			r.conn.dataQ.push(wItem{dialect: &d})
-			r.conn.metaQ.push(wItem{dialect: &d})
+			c.dataOut = append(c.dataOut, wItem{dialect: &d})
+			c.metaOut = append(c.metaOut, wItem{dialect: &d})
 			r.startMetaReader(r.conn, d)
 		}
 		for _, m := range c.msgs {
@@ -431,26 +432,33 @@ func (r *Resource) sendMsg(m replication.Send) {
 	}
 }
 
-// flushMsgs queues the collected packets on their writers, in order,
-// one hand-over per socket: the writer wakes once and sends them with
-// one writev, instead of waking at the first and racing the rest.
+// flushMsgs hands the collected packets to their sockets' writers, in
+// order, one hand-over per socket: written at once when the writer is idle
+// and the socket takes them (their tokens reported here), else by the
+// writer goroutine, woken once for the batch.
 func (r *Resource) flushMsgs() {
 	c := &r.scratch
+	sent := c.sent[:0]
 	if r.conn != nil {
 		for _, x := range []struct {
-			q   *queue[wItem]
+			w   *sockWriter
 			its []wItem
-		}{{r.conn.dataQ, c.dataOut}, {r.conn.metaQ, c.metaOut}} {
-			if len(x.its) == 0 || x.q.pushAll(x.its) {
+		}{{r.conn.dataW, c.dataOut}, {r.conn.metaW, c.metaOut}} {
+			var ok bool
+			if sent, ok = x.w.send(x.its, sent); ok {
 				continue
 			}
 			for _, it := range x.its {
 				if it.token != 0 {
-					r.node.Sent(it.token)
+					sent = append(sent, it.token)
 				}
 			}
 		}
 	}
+	for _, t := range sent {
+		r.node.Sent(t)
+	}
+	c.sent = sent[:0]
 	clear(c.dataOut)
 	clear(c.metaOut)
 	c.dataOut, c.metaOut = c.dataOut[:0], c.metaOut[:0]
