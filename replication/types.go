@@ -98,7 +98,7 @@ type Config struct {
 	// disk
 	OnIOError    OnIOError
 	Fencing      Fencing
-	DiskFlushes  bool // flush the backing device at barriers (disk-flushes)
+	DiskFlushes  bool // flush the backing device between epochs of peer writes (disk-flushes)
 	MDFlushes    bool // flush after metadata writes (md-flushes)
 	ResyncRate   int  // KiB/s (fixed rate, and the controller's seed)
 	CPlanAhead   int  // ticks; 0 = fixed rate

@@ -279,7 +279,9 @@ func (a *app) completed(s *Sim, nd *node, c replication.Completion) {
 
 // epochTracker follows the P_DATA and P_BARRIER packets a node receives
 // and checks that its disk writes respect epoch order: no write of epoch
-// n+1 is issued before every write of epoch n completed.
+// n+1 is issued before every write of epoch n completed and (the sim's
+// nodes run with disk-flushes) a flush issued after the last of them
+// completed.
 type epochTracker struct {
 	gen       int
 	minEpoch  int
@@ -287,6 +289,13 @@ type epochTracker struct {
 	byOffset  map[int64][]*trackedWrite
 	perEpoch  map[int]int // writes not yet completed per epoch
 	issuedMap map[uint64]*trackedWrite
+	// Flushes are numbered 1, 2, ... as issued; a flush covers the writes
+	// completed before it was issued. lastDone[e] is the number of flushes
+	// issued when epoch e's latest write completed: e is durable once a
+	// flush numbered above that completed (flushedUpTo is the highest).
+	flushes     int
+	flushedUpTo int
+	lastDone    map[int]int
 }
 
 type trackedWrite struct {
@@ -305,7 +314,7 @@ func writeKey(off int64, data []byte) string {
 }
 
 func newEpochTracker() *epochTracker {
-	return &epochTracker{byOffset: map[int64][]*trackedWrite{}, perEpoch: map[int]int{}, issuedMap: map[uint64]*trackedWrite{}}
+	return &epochTracker{byOffset: map[int64][]*trackedWrite{}, perEpoch: map[int]int{}, issuedMap: map[uint64]*trackedWrite{}, lastDone: map[int]int{}}
 }
 
 func (t *epochTracker) sent(d *protocol.Data, gen int) {
@@ -373,12 +382,20 @@ func (t *epochTracker) issued(s *Sim, nd *node, op replication.DiskOp) {
 			s.fail("%s: write of epoch %d (block %d) issued while epoch %d has %d writes in flight: %v", nd.name, w.epoch, op.Offset/blk, e, t.perEpoch[e], pend)
 		}
 	}
+	for e, k := range t.lastDone {
+		if e >= t.minEpoch && e < w.epoch && k >= t.flushedUpTo {
+			s.fail("%s: write of epoch %d (block %d) issued before epoch %d was flushed (its last write completed after %d flushes were issued, %d completed)", nd.name, w.epoch, op.Offset/blk, e, k, t.flushedUpTo)
+		}
+	}
 	t.issuedMap[op.ID] = w
 }
 
 func (t *epochTracker) completed(nd *node, op replication.DiskOp) {
 	if w, ok := t.issuedMap[op.ID]; ok {
 		delete(t.issuedMap, op.ID)
+		if !op.FUA {
+			t.lastDone[w.epoch] = t.flushes
+		}
 		t.perEpoch[w.epoch]--
 		if t.perEpoch[w.epoch] == 0 {
 			delete(t.perEpoch, w.epoch)
@@ -386,8 +403,21 @@ func (t *epochTracker) completed(nd *node, op replication.DiskOp) {
 	}
 }
 
-func (t *epochTracker) flushIssued(*node) {}
-func (t *epochTracker) flushDone(*node)   {}
+// flushIssued numbers a flush issued on the node.
+func (t *epochTracker) flushIssued() int {
+	t.flushes++
+	return t.flushes
+}
+
+// flushDone: flush k completed; epochs it covers are durable.
+func (t *epochTracker) flushDone(k int) {
+	t.flushedUpTo = max(t.flushedUpTo, k)
+	for e, last := range t.lastDone {
+		if last < t.flushedUpTo {
+			delete(t.lastDone, e)
+		}
+	}
+}
 
 // ---- the run ----
 

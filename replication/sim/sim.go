@@ -326,10 +326,10 @@ func (s *Sim) diskOp(nd *node, op replication.DiskOp) {
 		})
 	case replication.OpFlush:
 		snap := nd.disk.flushSnapshot()
-		nd.received.flushIssued(nd)
+		k := nd.received.flushIssued()
 		s.on(nd, s.lat(100, 1000), func() {
 			nd.disk.applyFlush(snap)
-			nd.received.flushDone(nd)
+			nd.received.flushDone(k)
 			nd.core.DiskDone(op.ID, nil, nil)
 		})
 	default:

@@ -1,0 +1,121 @@
+package replication
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gdrbd/gdrbd/protocol"
+)
+
+// step takes the node's Ready: the disk ops it asks for and the packets
+// it sends.
+func step(n *Node) ([]DiskOp, []protocol.Packet) {
+	var ops []DiskOp
+	var pks []protocol.Packet
+	for n.HasReady() {
+		rd := n.Ready()
+		ops = append(ops, rd.DiskOps...)
+		for _, m := range rd.Messages {
+			pks = append(pks, m.Msg.Packet)
+		}
+		n.Advance()
+	}
+	return ops, pks
+}
+
+func onlyOp(t *testing.T, ops []DiskOp, want Op) DiskOp {
+	t.Helper()
+	require.Len(t, ops, 1, "disk ops: %+v", ops)
+	require.Equal(t, want, ops[0].Op)
+	return ops[0]
+}
+
+func peerData(sector uint64, id uint64) protocol.Message {
+	return protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdData, Sector: sector, BlockID: id, SeqNum: uint32(id),
+		Flags: protocol.DPSendWriteAck, Payload: make([]byte, 4096)}}
+}
+
+// EPOCHS IN ORDER with the early flush: the Secondary flushes as soon as
+// every write it received for the active epoch completed, before the
+// barrier; a write of the same epoch arriving after that flush needs
+// another one; the barrier is acknowledged, and the next epoch's writes
+// issued, only once a flush issued after the epoch's last write completed
+// has completed.
+func TestSecondaryFlushesEarlyAndKeepsEpochOrder(t *testing.T) {
+	n := fuzzPeer(t)
+
+	require.NoError(t, n.Receive(DataStream, peerData(0, 1)))
+	ops, _ := step(n)
+	w1 := onlyOp(t, ops, OpWrite)
+
+	// W1 done: its ack, and at once a flush: no barrier has arrived yet.
+	n.DiskDone(w1.ID, nil, nil)
+	ops, pks := step(n)
+	f1 := onlyOp(t, ops, OpFlush)
+	require.Len(t, pks, 1)
+	require.Equal(t, protocol.CmdWriteAck, pks[0].(*protocol.BlockAck).Cmd)
+
+	// W2 of the same epoch arrives while F1 runs: issued at once.
+	require.NoError(t, n.Receive(DataStream, peerData(8, 2)))
+	ops, _ = step(n)
+	w2 := onlyOp(t, ops, OpWrite)
+
+	// The barrier, then W3 of the next epoch: W3 waits.
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Barrier{Barrier: 7}}))
+	require.NoError(t, n.Receive(DataStream, peerData(16, 3)))
+	ops, pks = step(n)
+	require.Empty(t, ops, "W3 must wait for epoch 7")
+	require.Empty(t, pks)
+
+	// F1 covers W1 only; W2 is still running: nothing yet.
+	n.DiskDone(f1.ID, nil, nil)
+	ops, pks = step(n)
+	require.Empty(t, ops)
+	require.Empty(t, pks)
+
+	// W2 done: a second flush, still no barrier ack and no W3.
+	n.DiskDone(w2.ID, nil, nil)
+	ops, pks = step(n)
+	f2 := onlyOp(t, ops, OpFlush)
+	require.Len(t, pks, 1, "only W2's ack")
+
+	// F2 done: the barrier ack (both writes), then W3.
+	n.DiskDone(f2.ID, nil, nil)
+	ops, pks = step(n)
+	require.Len(t, pks, 1)
+	require.Equal(t, &protocol.BarrierAck{Barrier: 7, SetSize: 2}, pks[0])
+	w3 := onlyOp(t, ops, OpWrite)
+	require.Equal(t, int64(16*512), w3.Offset)
+
+	// W3 done: flushed early too; when its barrier comes after the flush
+	// completed, the ack goes out without another flush.
+	n.DiskDone(w3.ID, nil, nil)
+	ops, _ = step(n)
+	f3 := onlyOp(t, ops, OpFlush)
+	n.DiskDone(f3.ID, nil, nil)
+	ops, pks = step(n)
+	require.Empty(t, ops)
+	require.Empty(t, pks)
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Barrier{Barrier: 8}}))
+	ops, pks = step(n)
+	require.Empty(t, ops, "epoch 8 was flushed already")
+	require.Equal(t, []protocol.Packet{&protocol.BarrierAck{Barrier: 8, SetSize: 1}}, pks)
+}
+
+// With disk-flushes no, no flush at all: the barrier is acknowledged once
+// the epoch's writes completed (DRBD's drain).
+func TestSecondaryWithoutFlushesDrainsOnly(t *testing.T) {
+	n := fuzzPeer(t)
+	n.cfg.DiskFlushes = false
+	require.NoError(t, n.Receive(DataStream, peerData(0, 1)))
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Barrier{Barrier: 3}}))
+	require.NoError(t, n.Receive(DataStream, peerData(8, 2)))
+	ops, _ := step(n)
+	w1 := onlyOp(t, ops, OpWrite)
+	n.DiskDone(w1.ID, nil, nil)
+	ops, pks := step(n)
+	require.Len(t, pks, 2)
+	require.Equal(t, &protocol.BarrierAck{Barrier: 3, SetSize: 1}, pks[1])
+	require.Equal(t, int64(8*512), onlyOp(t, ops, OpWrite).Offset)
+}
