@@ -4,9 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -32,8 +33,7 @@ import (
 // goroutine, in batches, to the function given to NewAsyncIO.
 type AsyncIO struct {
 	f    *File
-	ctx  uintptr  // aio_context_t
-	ev   *os.File // eventfd every completion is counted on
+	ctx  uintptr // aio_context_t
 	done func([]AsyncResult)
 
 	mu     sync.Mutex // serializes Submit; guards cbs, ptrs, closed
@@ -78,8 +78,8 @@ type iocb struct {
 	nbytes uint64
 	offset int64
 	_      uint64 // aio_reserved2
-	flags  uint32 // aio_flags
-	resfd  uint32 // aio_resfd
+	_      uint32 // aio_flags
+	_      uint32 // aio_resfd
 }
 
 // struct io_event: 32 bytes.
@@ -93,7 +93,6 @@ type ioEvent struct {
 const (
 	iocbCmdPread  = 0
 	iocbCmdPwrite = 1
-	iocbFlagResfd = 1 << 0 // IOCB_FLAG_RESFD: count the completion on aio_resfd
 )
 
 // ErrAsyncUnavailable: native AIO cannot be used for this file.
@@ -112,19 +111,12 @@ func NewAsyncIO(f *File, depth int, done func([]AsyncResult)) (*AsyncIO, error) 
 	if depth <= 0 {
 		depth = 256
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("%w: eventfd: %w", ErrAsyncUnavailable, err)
-	}
-	// Non-blocking: reads park in Go's network poller, not in a thread.
-	ev := os.NewFile(uintptr(efd), "aio-eventfd")
 	var ctx uintptr
 	if _, _, e := unix.Syscall(unix.SYS_IO_SETUP, uintptr(depth), uintptr(unsafe.Pointer(&ctx)), 0); e != 0 {
-		ev.Close()
 		return nil, fmt.Errorf("%w: io_setup(%d): %w", ErrAsyncUnavailable, depth, e)
 	}
 	a := &AsyncIO{
-		f: f, ctx: ctx, ev: ev, done: done,
+		f: f, ctx: ctx, done: done,
 		reaped: make(chan struct{}),
 	}
 	go a.reap(depth)
@@ -169,8 +161,6 @@ func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 			nbytes: uint64(len(op.P)),
 			offset: op.Off,
 			opcode: iocbCmdPread,
-			flags:  iocbFlagResfd,
-			resfd:  uint32(a.ev.Fd()),
 		}
 		if op.Write {
 			cb.opcode = iocbCmdPwrite
@@ -197,15 +187,12 @@ func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 	return done, nil
 }
 
+// wakeTag marks the read Close submits to wake an idle reaper; its
+// result is not delivered.
+const wakeTag = ^uint64(0)
+
 // reap delivers completions; once closing and nothing is in flight it
 // destroys the context and exits.
-//
-// It waits on the eventfd every request counts its completion on, so it
-// parks in Go's network poller like a socket reader instead of sleeping
-// in io_getevents: a thread blocked in a system call keeps its P, and the
-// event loop this goroutine just woke with done would sit queued on that
-// P until sysmon retook it (20 us at best): a delay on every completion.
-// io_getevents is only called to take what is already there.
 //
 // NB: only the reaper destroys the context. An aio context id is the
 // address of its ring: destroyed while the reaper is between two
@@ -216,45 +203,36 @@ func (a *AsyncIO) reap(depth int) {
 	defer unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0) //nolint:errcheck // nothing is in flight
 	events := make([]ioEvent, min(depth, 256))
 	results := make([]AsyncResult, 0, len(events))
-	var zero unix.Timespec
-	var cnt [8]byte
+	// The timeout bounds how long an idle reaper takes to notice Close
+	// when Close could not submit its wake-up read.
+	ts := unix.NsecToTimespec(int64(time.Second))
 	for {
-		for {
-			n, _, e := unix.Syscall6(unix.SYS_IO_GETEVENTS, a.ctx, 0, uintptr(len(events)),
-				uintptr(unsafe.Pointer(&events[0])), uintptr(unsafe.Pointer(&zero)), 0)
-			if e == unix.EINTR {
-				continue
-			}
-			if e != 0 {
-				panic(fmt.Sprintf("blockdev: io_getevents on %s: %v", a.f.path, e))
-			}
-			if n == 0 {
-				break
-			}
+		n, _, e := unix.Syscall6(unix.SYS_IO_GETEVENTS, a.ctx, 1, uintptr(len(events)),
+			uintptr(unsafe.Pointer(&events[0])), uintptr(unsafe.Pointer(&ts)), 0)
+		if e != 0 && e != unix.EINTR {
+			panic(fmt.Sprintf("blockdev: io_getevents on %s: %v", a.f.path, e))
+		}
+		if e == 0 && n > 0 {
 			results = results[:0]
 			for _, ev := range events[:n] {
+				if ev.data == wakeTag {
+					continue
+				}
 				r := AsyncResult{Tag: ev.data, N: int(ev.res)}
 				if ev.res < 0 {
 					r.N, r.Err = 0, fmt.Errorf("blockdev: native AIO on %s: %w", a.f.path, unix.Errno(-ev.res))
 				}
 				results = append(results, r)
 			}
-			a.done(results)
+			if len(results) > 0 {
+				a.done(results)
+			}
 			if a.inflight.Add(-int64(n)) < 0 {
 				panic("blockdev: native AIO delivered more completions than were submitted")
-			}
-			if int(n) < len(events) {
-				break
 			}
 		}
 		if a.closing.Load() && a.inflight.Load() == 0 {
 			return
-		}
-		// The counter holds the completions since the last read (Close
-		// adds one to wake us): a completion between the io_getevents
-		// above and this read makes it return at once.
-		if _, err := a.ev.Read(cnt[:]); err != nil {
-			panic(fmt.Sprintf("blockdev: reading the AIO eventfd of %s: %v", a.f.path, err))
 		}
 	}
 }
@@ -265,16 +243,23 @@ func (a *AsyncIO) Close() error {
 	a.once.Do(func() {
 		a.mu.Lock()
 		a.closed = true
+		// Wake the reaper with a read of the first block: a real request
+		// completes even when nothing else is in flight. It is counted
+		// before closing is set, so the reaper cannot destroy the context
+		// under it.
+		a.inflight.Add(1)
 		a.closing.Store(true)
-		a.mu.Unlock()
-		// Wake the reaper: it exits once nothing is in flight (each
-		// completion wakes it again).
-		one := [8]byte{1}
-		if _, err := a.ev.Write(one[:]); err != nil {
-			panic(fmt.Sprintf("blockdev: waking the AIO reaper of %s: %v", a.f.path, err))
+		buf := AlignedBuffer(int(max(a.f.align, 512)))
+		cb := iocb{data: wakeTag, fildes: uint32(a.f.fd), opcode: iocbCmdPread,
+			buf: uint64(uintptr(unsafe.Pointer(unsafe.SliceData(buf)))), nbytes: uint64(len(buf))}
+		ptr := &cb
+		n, _, e := unix.Syscall(unix.SYS_IO_SUBMIT, a.ctx, 1, uintptr(unsafe.Pointer(&ptr)))
+		if e != 0 || n != 1 {
+			a.inflight.Add(-1) // the reaper notices at its next timeout
 		}
+		a.mu.Unlock()
 		<-a.reaped
-		a.ev.Close()
+		runtime.KeepAlive(buf)
 	})
 	return nil
 }

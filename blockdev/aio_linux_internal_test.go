@@ -16,8 +16,6 @@ func TestIocbLayout(t *testing.T) {
 	require.Equal(t, uintptr(24), unsafe.Offsetof(cb.buf))
 	require.Equal(t, uintptr(32), unsafe.Offsetof(cb.nbytes))
 	require.Equal(t, uintptr(40), unsafe.Offsetof(cb.offset))
-	require.Equal(t, uintptr(56), unsafe.Offsetof(cb.flags))
-	require.Equal(t, uintptr(60), unsafe.Offsetof(cb.resfd))
 	var ev ioEvent
 	require.Equal(t, uintptr(32), unsafe.Sizeof(ev))
 	require.Equal(t, uintptr(16), unsafe.Offsetof(ev.res))
