@@ -19,7 +19,9 @@ import (
 // Primary, its completion closing the epoch, the barrier back), and that
 // round trip and the flush now overlap instead of adding up. The barrier
 // only finds out whether the flush covered the whole epoch: writes of
-// epoch n that arrived after it need another flush, as before. Kernel
+// epoch n that arrived after it need another flush, as before (at most
+// one early flush per epoch, so a slow trickle of writes does not turn
+// into a flush per write). Kernel
 // DRBD 8.4 flushes at the barrier (receive_Barrier); the wire is the
 // same, only the flush starts earlier.
 
@@ -52,6 +54,7 @@ type rEpoch struct {
 	nr       uint32 // the barrier number, once arrived
 	done     int    // writes completed
 	flushing bool   // a flush for it is in flight
+	early    bool   // its early flush was issued (at most one)
 	covered  int    // writes durable: completed before a completed flush was issued
 }
 
@@ -236,6 +239,14 @@ func (n *Node) maybeFinishEpoch() {
 			return
 		}
 		if n.needsFlush(e) && e.covered < e.done {
+			if !e.barrier {
+				if e.early {
+					// One early flush per epoch: writes trickling in
+					// after it wait for the barrier's flush.
+					return
+				}
+				e.early = true
+			}
 			n.flushEpoch(pr, e)
 			return
 		}

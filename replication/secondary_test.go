@@ -119,3 +119,27 @@ func TestSecondaryWithoutFlushesDrainsOnly(t *testing.T) {
 	require.Equal(t, &protocol.BarrierAck{Barrier: 3, SetSize: 1}, pks[1])
 	require.Equal(t, int64(8*512), onlyOp(t, ops, OpWrite).Offset)
 }
+
+// Writes of an epoch trickling in after its early flush do not get a
+// flush each: one early flush per epoch, the rest at the barrier.
+func TestSecondaryOneEarlyFlushPerEpoch(t *testing.T) {
+	n := fuzzPeer(t)
+	require.NoError(t, n.Receive(DataStream, peerData(0, 1)))
+	ops, _ := step(n)
+	n.DiskDone(onlyOp(t, ops, OpWrite).ID, nil, nil)
+	ops, _ = step(n)
+	n.DiskDone(onlyOp(t, ops, OpFlush).ID, nil, nil)
+	for i := uint64(2); i <= 4; i++ {
+		require.NoError(t, n.Receive(DataStream, peerData(8*i, i)))
+		ops, _ = step(n)
+		n.DiskDone(onlyOp(t, ops, OpWrite).ID, nil, nil)
+		ops, _ = step(n)
+		require.Empty(t, ops, "no flush for write %d before the barrier", i)
+	}
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Barrier{Barrier: 5}}))
+	ops, pks := step(n)
+	require.Empty(t, pks, "the barrier waits for a flush covering writes 2-4")
+	n.DiskDone(onlyOp(t, ops, OpFlush).ID, nil, nil)
+	_, pks = step(n)
+	require.Equal(t, []protocol.Packet{&protocol.BarrierAck{Barrier: 5, SetSize: 4}}, pks)
+}
