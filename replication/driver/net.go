@@ -22,9 +22,10 @@ import (
 
 // The network side: a connector establishes the two sockets exactly as
 // DRBD 8.4's conn_connect does (so a kernel DRBD peer pairs with us), and
-// a peerConn runs them: per socket one writer goroutine that sends the
-// core's packets in order and one reader goroutine that hands packets to
-// the loop.
+// a peerConn runs them: per socket a sockWriter that sends the core's
+// packets in order (the loop itself while the socket takes them at once,
+// else its goroutine) and one reader goroutine that hands packets to the
+// loop.
 //
 //	           listen (SO_REUSEADDR) + every connect-int: connect
 //	connector ──────────────────────────────────────────────────────► loop: Node.Connected
