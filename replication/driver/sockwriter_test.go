@@ -210,25 +210,23 @@ func TestSockWriterFailure(t *testing.T) {
 	require.NoError(t, h.peer.(*net.TCPConn).SetLinger(0))
 	h.peer.Close()
 	next := 0
-	refused := false
-	for range 200 {
+	// Hand-overs go on until the writer noticed the reset and refuses
+	// them; the loop then reports the refused tokens itself.
+	require.Eventually(t, func() bool {
 		its, _ := swItems(next, 2, 4096)
 		next += 2
-		if !h.send(its) {
-			refused = true
-			// The loop reports refused tokens itself.
-			h.mu.Lock()
-			for _, it := range its {
-				if it.token != 0 {
-					h.tokens[it.token]++
-				}
-			}
-			h.mu.Unlock()
-			break
+		if h.send(its) {
+			return false
 		}
-		time.Sleep(time.Millisecond)
-	}
-	require.True(t, refused, "hand-overs are refused after a write failure")
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, it := range its {
+			if it.token != 0 {
+				h.tokens[it.token]++
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond, "hand-overs are refused after a write failure")
 	require.Eventually(t, func() bool {
 		_, f := h.tokenCounts()
 		return f != ""
