@@ -91,14 +91,3 @@ func (q *queue[T]) close() {
 	q.closed = true
 	q.cond.Broadcast()
 }
-
-// drain closes the queue and returns what was left in it.
-func (q *queue[T]) drain() []T {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.closed = true
-	q.cond.Broadcast()
-	left := q.items
-	q.items = nil
-	return left
-}

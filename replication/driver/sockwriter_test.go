@@ -138,7 +138,6 @@ func swItems(from, n int, payload int) ([]wItem, []byte) {
 // keeps appMu locked until the goroutine wrote it.
 func TestSockWriterInlineThenHandedInOrder(t *testing.T) {
 	h := newSWHarness(t)
-	var want []byte
 	got := make(chan []byte, 1)
 	readAll := func(n int) {
 		buf := make([]byte, n)
@@ -155,7 +154,6 @@ func TestSockWriterInlineThenHandedInOrder(t *testing.T) {
 		go readAll(len(b))
 		require.True(t, h.send(its))
 		require.Equal(t, b, <-got)
-		want = append(want, b...)
 	}
 	require.EqualValues(t, 20, h.sw.inline.Load(), "an idle writer and a reader keeping up: every hand-over written by the loop")
 	toks, _ := h.tokenCounts()
