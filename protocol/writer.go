@@ -154,12 +154,15 @@ func (w *Writer) FlushSome(maxIov int, write func(iov [][]byte) (int, error)) (a
 		n -= left
 		w.done = 0
 	}
-	clear(w.pending[:i])
-	w.pending = w.pending[i:]
-	if len(w.pending) == 0 {
+	if i == len(w.pending) {
 		w.reset()
 		return true, nil
 	}
+	// Move the rest to the front: the buffer keeps its capacity (no
+	// allocation for the next packets).
+	k := copy(w.pending, w.pending[i:])
+	clear(w.pending[k:])
+	w.pending = w.pending[:k]
 	return false, nil
 }
 

@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -32,7 +31,6 @@ import (
 // such a packet unwritten, the loop keeps appMu locked and the goroutine
 // unlocks it after writing the rest.
 type sockWriter struct {
-	conn    net.Conn
 	raw     syscall.RawConn // nil: no inline writes (not a socket)
 	w       *protocol.Writer
 	done    chan struct{}
@@ -59,6 +57,13 @@ type sockWriter struct {
 	owedErr error    // the inline write failed with this
 
 	inline, handed atomic.Uint64 // hand-overs written inline / by the goroutine
+
+	// The inline writev, built once so that a write allocates nothing:
+	// its vector, result and the function RawConn.Write runs.
+	wIov  [][]byte
+	wN    int
+	wErr  error
+	wFunc func(fd uintptr) bool
 }
 
 // iovMax is Linux's IOV_MAX: the most pieces one writev takes.
@@ -66,8 +71,12 @@ const iovMax = 1024
 
 func newSockWriter(conn net.Conn, done chan struct{}, appMu *sync.Mutex, closing *atomic.Bool,
 	post func(func()) bool, report func(toks []uint64, failure string)) *sockWriter {
-	s := &sockWriter{conn: conn, w: protocol.NewWriter(conn), done: done, appMu: appMu, closing: closing, post: post, report: report}
+	s := &sockWriter{w: protocol.NewWriter(conn), done: done, appMu: appMu, closing: closing, post: post, report: report}
 	s.cond.L = &s.mu
+	s.wFunc = func(fd uintptr) bool {
+		s.wN, s.wErr = unix.Writev(int(fd), s.wIov)
+		return true // never wait for the socket: the goroutine does
+	}
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s.raw = raw
@@ -141,18 +150,14 @@ func (s *sockWriter) buffer(it wItem) {
 // writev is one non-blocking writev of the socket: it takes what fits in
 // the socket buffer, possibly nothing.
 func (s *sockWriter) writev(iov [][]byte) (int, error) {
-	var n int
-	var err error
-	if rerr := s.raw.Write(func(fd uintptr) bool {
-		n, err = unix.Writev(int(fd), iov)
-		return true // never wait for the socket: the goroutine does
-	}); rerr != nil {
+	s.wIov = iov
+	rerr := s.raw.Write(s.wFunc)
+	n, err := max(s.wN, 0), s.wErr
+	s.wIov, s.wErr = nil, nil
+	if rerr != nil {
 		return 0, rerr
 	}
-	if n < 0 {
-		n = 0
-	}
-	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+	if err == unix.EAGAIN || err == unix.EINTR {
 		err = nil
 	}
 	return n, err

@@ -20,6 +20,7 @@ import (
 type swHarness struct {
 	t       *testing.T
 	sw      *sockWriter
+	out     net.Conn // the sending end
 	peer    net.Conn // the receiving end
 	loop    chan func()
 	appMu   sync.Mutex
@@ -49,7 +50,7 @@ func newSWHarness(t *testing.T) *swHarness {
 	// window only through zero-window probes, seconds apart.)
 	require.NoError(t, out.(*net.TCPConn).SetWriteBuffer(4096))
 	require.NoError(t, peer.(*net.TCPConn).SetReadBuffer(256<<10))
-	h := &swHarness{t: t, peer: peer, loop: make(chan func(), 1024), tokens: map[uint64]int{}}
+	h := &swHarness{t: t, out: out, peer: peer, loop: make(chan func(), 1024), tokens: map[uint64]int{}}
 	post := func(f func()) bool { h.loop <- f; return true }
 	report := func(toks []uint64, failure string) {
 		h.mu.Lock()
@@ -234,4 +235,19 @@ func TestSockWriterFailure(t *testing.T) {
 	for i := 0; i < next; i++ {
 		require.Equal(t, 1, toks[uint64(i+1)], "token %d reported once", i+1)
 	}
+}
+
+// The inline path allocates nothing: it is on every replicated write.
+func TestSockWriterInlineAllocatesNothing(t *testing.T) {
+	h := newSWHarness(t)
+	require.NoError(t, h.out.(*net.TCPConn).SetWriteBuffer(1<<20))
+	go func() { _, _ = io.Copy(io.Discard, h.peer) }()
+	its, _ := swItems(0, 2, 4096)
+	sent, ok := h.sw.send(its, nil) // the dialect, and warm-up
+	require.True(t, ok)
+	its = its[1:]
+	i0 := h.sw.inline.Load()
+	allocs := testing.AllocsPerRun(30, func() { sent, _ = h.sw.send(its, sent[:0]) })
+	require.EqualValues(t, 31, h.sw.inline.Load()-i0, "every send written inline")
+	require.Zero(t, allocs)
 }
