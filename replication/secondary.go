@@ -21,9 +21,8 @@ import (
 // only finds out whether the flush covered the whole epoch: writes of
 // epoch n that arrived after it need another flush, as before (at most
 // one early flush per epoch, so a slow trickle of writes does not turn
-// into a flush per write). Kernel
-// DRBD 8.4 flushes at the barrier (receive_Barrier); the wire is the
-// same, only the flush starts earlier.
+// into a flush per write). Kernel DRBD 8.4 flushes at the barrier
+// (receive_Barrier); the wire is the same, only the flush starts earlier.
 
 // peerWrite is a write received from the peer (DRBD's peer request).
 type peerWrite struct {

@@ -25,10 +25,13 @@
 // order of the Ready contract:
 //
 //	Events      -> zap: one Info line per state change (typed fields)
-//	Dialect     -> a switch marker in both socket writers' queues; start
-//	               the meta reader (the data reader switched itself)
-//	Messages    -> per-socket writer queues, in order (Token: Sent after
-//	               the write returned)
+//	Dialect     -> a switch marker ahead of the Ready's packets on both
+//	               sockets; start the meta reader (the data reader
+//	               switched itself)
+//	Messages    -> per socket, in order: written by the loop with one
+//	               non-blocking writev while the socket's writer goroutine
+//	               is idle (Token: Sent at once), the rest by that
+//	               goroutine (Token: Sent after its write returned)
 //	Net         -> connector start/stop, sockets closed (after the
 //	               messages were queued, before the completions)
 //	MetaWrites  -> metadata writer: pwrite, one fdatasync per batch
@@ -38,16 +41,17 @@
 //	               the loop while at most inlineAIO are in flight, else
 //	               by a submitter goroutine (io_submit sleeps when the
 //	               device has no free request tag); a reaper goroutine
-//	               posts completions in batches;
+//	               posts completions in batches and yields, so the loop
+//	               runs at once;
 //	               the rest to the disk worker pool: pread/pwrite/
 //	               discard/zero/fdatasync; FUA = the write then fdatasync
 //	Completions -> answer the NBD request (queue its reply, or wake the
 //	               goroutine waiting for it)
 //	Handlers    -> `sh -c CMD` with drbdadm 8.4's environment
 //
-// The loop never blocks on another goroutine: its queues to the workers
-// are unbounded (the core bounds the work), while workers wait for room
-// in the inbox. Every other goroutine only touches the devices, its
+// The loop never blocks on another goroutine or a socket: its queues to
+// the workers are unbounded (the core bounds the work), its own socket
+// writes are non-blocking, while workers wait for room in the inbox. Every other goroutine only touches the devices, its
 // socket, and atomics the loop publishes (the receive backlog, the NBD
 // server).
 //
