@@ -307,3 +307,24 @@ func BenchmarkALColdWriteWithEviction(b *testing.B) {
 		i++
 	}
 }
+
+// DecodeTransaction's errors for blocks that are no transaction read as
+// they always did and wrap their sentinels (they are formatted lazily).
+func TestDecodeTransactionErrors(t *testing.T) {
+	blk := metadata.InitializedBlock()
+	bad := slices.Clone(blk)
+	bad[0] = 0
+	_, err := metadata.DecodeTransaction(bad)
+	require.ErrorIs(t, err, metadata.ErrALMagic)
+	require.EqualError(t, err, "metadata: AL block magic 0x00cb65a2: metadata: not an activity log transaction (bad magic)")
+
+	bad = slices.Clone(blk)
+	bad[100] = 1
+	_, err = metadata.DecodeTransaction(bad)
+	require.ErrorIs(t, err, metadata.ErrALChecksum)
+	require.NotErrorIs(t, err, metadata.ErrALMagic)
+	require.Regexp(t, `^metadata: AL block crc32c 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}: metadata: activity log transaction checksum mismatch$`, err.Error())
+
+	_, err = metadata.DecodeTransaction(blk[:100])
+	require.ErrorIs(t, err, metadata.ErrALTransaction)
+}

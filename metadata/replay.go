@@ -123,10 +123,8 @@ func ReplayAL(ring []byte, stripes, stripeSize4k uint32) (*Replay, error) {
 	}
 	set := func(slot int, ext uint32) {
 		if slot >= len(r.Slots) {
-			grow := slot + 1 - len(r.Slots)
-			for range grow {
-				r.Slots = append(r.Slots, LCFree)
-			}
+			// In one go: slots run up to ALExtentsMax.
+			r.Slots = append(r.Slots, slices.Repeat([]uint32{LCFree}, slot+1-len(r.Slots))...)
 		}
 		r.Slots[slot] = ext
 	}
