@@ -21,7 +21,11 @@ import (
 //
 // Native AIO is only asynchronous for O_DIRECT with aligned buffers,
 // offsets and lengths: Accepts says which requests qualify, and callers
-// send the others through the synchronous Device methods. Where native
+// send the others through the synchronous Device methods. A flush
+// (IOCB_CMD_FDSYNC, Linux 4.18+) goes the same way: the kernel runs the
+// fdatasync in its own worker, so the caller neither blocks nor wakes a
+// thread of its own to start it; where the kernel refuses it, AcceptsFlush
+// turns false and callers use Device.Flush. Where native
 // AIO is missing (a seccomp filter, fs.aio-max-nr exhausted) NewAsyncIO
 // fails and callers keep the synchronous path.
 //
@@ -42,15 +46,22 @@ type AsyncIO struct {
 	closed bool
 
 	inflight atomic.Int64
+	noFlush  atomic.Bool // the kernel refused IOCB_CMD_FDSYNC
 	closing  atomic.Bool
 	reaped   chan struct{} // closed when the reaper exited
 	once     sync.Once
 }
 
-// AsyncOp is one read or write. Tag comes back in its AsyncResult.
+// AsyncOp is one read, write or flush. Tag comes back in its AsyncResult.
+//
+// A Flush op (P and Off unused) has the meaning of Device.Flush: every
+// write that completed before it was submitted is durable when it
+// completes. Writes still in flight when it is submitted, including the
+// ones of the same Submit, are not covered.
 type AsyncOp struct {
 	Tag   uint64
 	Write bool
+	Flush bool
 	P     []byte
 	Off   int64
 }
@@ -93,6 +104,7 @@ type ioEvent struct {
 const (
 	iocbCmdPread  = 0
 	iocbCmdPwrite = 1
+	iocbCmdFdsync = 3
 )
 
 // ErrAsyncUnavailable: native AIO cannot be used for this file.
@@ -131,10 +143,15 @@ func (a *AsyncIO) Accepts(p []byte, off int64) bool {
 		a.f.aligned(off, n) && IsAligned(p)
 }
 
+// AcceptsFlush reports whether a Flush op can go through native AIO: true
+// until the kernel refused one (before Linux 4.18 it has no AIO fsync).
+func (a *AsyncIO) AcceptsFlush() bool { return !a.noFlush.Load() }
+
 // Submit queues ops and returns how many were accepted by the kernel, in
 // order; the caller carries out the rest (ops[n:]) some other way. An
 // error says why not all of them were taken (EAGAIN: the context is full).
-// Every op must pass Accepts; writes need a writable File.
+// Every op must pass Accepts (a Flush: AcceptsFlush); writes need a
+// writable File.
 func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 	if len(ops) == 0 {
 		return 0, nil
@@ -162,7 +179,10 @@ func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 			offset: op.Off,
 			opcode: iocbCmdPread,
 		}
-		if op.Write {
+		switch {
+		case op.Flush:
+			cb.opcode, cb.buf, cb.nbytes, cb.offset = iocbCmdFdsync, 0, 0, 0
+		case op.Write:
 			cb.opcode = iocbCmdPwrite
 		}
 		ptrs[i] = cb
@@ -178,6 +198,11 @@ func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 			}
 			if e == 0 {
 				e = unix.EAGAIN
+			}
+			if (e == unix.EINVAL || e == unix.EOPNOTSUPP) && ops[done].Flush {
+				// No AIO fsync in this kernel (or not for this file):
+				// callers flush synchronously from now on.
+				a.noFlush.Store(true)
 			}
 			return done, fmt.Errorf("blockdev: io_submit on %s: %w", a.f.path, e)
 		}

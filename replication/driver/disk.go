@@ -41,11 +41,13 @@ type disk struct {
 	aio   *blockdev.AsyncIO
 	subs  *queue[blockdev.AsyncOp] // to the submitter goroutine
 	subWG sync.WaitGroup
-	// handedOff counts batches given to the submitter (tests).
-	handedOff atomic.Int64
-	jobs      map[uint64]aioJob
-	pending   []blockdev.AsyncOp
-	nextTag   uint64
+	// handedOff counts batches given to the submitter, aioFlushes the
+	// flushes that completed through native AIO (tests).
+	handedOff  atomic.Int64
+	aioFlushes atomic.Int64
+	jobs       map[uint64]aioJob
+	pending    []blockdev.AsyncOp
+	nextTag    uint64
 }
 
 // aioJob is a DiskOp submitted to native AIO; buf is the pool buffer of
@@ -307,7 +309,8 @@ func (d *disk) work(r *Resource) {
 }
 
 // queueAsync takes j for native AIO when it qualifies (on the loop): a
-// read, or a write without FUA, with aligned buffer, offset and length.
+// read, or a write without FUA, with aligned buffer, offset and length,
+// or a flush (where the kernel has AIO fsync).
 // Submitted by submitAsync, at the end of the pump.
 func (d *disk) queueAsync(r *Resource, j diskJob) bool {
 	if d.aio == nil {
@@ -321,6 +324,15 @@ func (d *disk) queueAsync(r *Resource, j diskJob) bool {
 			return false
 		}
 		d.pending = append(d.pending, blockdev.AsyncOp{Write: true, P: op.Data, Off: op.Offset})
+	case op.Op == replication.OpFlush:
+		// Started by this io_submit, on the loop: a flush through the pool
+		// waits for a worker goroutine to be woken and scheduled first (on
+		// a busy 2-CPU machine, often longer than the flush itself), and
+		// the Secondary holds the next epoch's writes until it completes.
+		if !d.aio.AcceptsFlush() {
+			return false
+		}
+		d.pending = append(d.pending, blockdev.AsyncOp{Flush: true})
 	case op.Op == replication.OpRead:
 		p := op.Data
 		if p == nil {
@@ -442,6 +454,9 @@ func (r *Resource) aioDone(d *disk, rs []blockdev.AsyncResult) {
 		}
 		op := a.j.op
 		err := res.Err
+		if op.Op == replication.OpFlush {
+			d.aioFlushes.Add(1)
+		}
 		if err == nil && int64(res.N) != op.Length {
 			d.toPool(r, a)
 			continue

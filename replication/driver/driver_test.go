@@ -77,6 +77,15 @@ func testPairSyncReplicateSwitchover(t *testing.T, syncIO bool) {
 		require.True(t, bytes.Equal(p, got), "read back write %d", i)
 	}
 	require.NoError(t, a.res.Flush(ctx))
+	if !syncIO && directIOWorks(t) {
+		// The NBD flush on the Primary and the Secondary's epoch flushes
+		// went through native AIO, not the pool.
+		for _, n := range []*testNode{a, b} {
+			var flushes int64
+			require.NoError(t, n.res.call(ctx, func() { flushes = n.res.disk.aioFlushes.Load() }))
+			require.Positive(t, flushes, "%s: no flush through native AIO", n.name)
+		}
+	}
 	// Protocol C: every acknowledged write is on the peer's disk already.
 	requireSameData(t, nodes, size)
 
