@@ -47,6 +47,7 @@ type AsyncIO struct {
 
 	inflight atomic.Int64
 	noFlush  atomic.Bool // the kernel refused IOCB_CMD_FDSYNC
+	noFUA    atomic.Bool // the kernel refused RWF_DSYNC
 	closing  atomic.Bool
 	reaped   chan struct{} // closed when the reaper exited
 	once     sync.Once
@@ -58,9 +59,13 @@ type AsyncIO struct {
 // write that completed before it was submitted is durable when it
 // completes. Writes still in flight when it is submitted, including the
 // ones of the same Submit, are not covered.
+//
+// A write with FUA is durable when it completes (RWF_DSYNC: the device's
+// FUA, or the write and a flush where the device has none).
 type AsyncOp struct {
 	Tag   uint64
 	Write bool
+	FUA   bool
 	Flush bool
 	P     []byte
 	Off   int64
@@ -79,18 +84,18 @@ type AsyncResult struct {
 // struct iocb of <linux/aio_abi.h> for little-endian machines (where
 // aio_key precedes aio_rw_flags). 64 bytes; TestIocbLayout checks it.
 type iocb struct {
-	data   uint64
-	_      uint32 // aio_key
-	_      uint32 // aio_rw_flags
-	opcode uint16
-	_      int16 // aio_reqprio
-	fildes uint32
-	buf    uint64
-	nbytes uint64
-	offset int64
-	_      uint64 // aio_reserved2
-	_      uint32 // aio_flags
-	_      uint32 // aio_resfd
+	data    uint64
+	_       uint32 // aio_key
+	rwFlags uint32 // aio_rw_flags
+	opcode  uint16
+	_       int16 // aio_reqprio
+	fildes  uint32
+	buf     uint64
+	nbytes  uint64
+	offset  int64
+	_       uint64 // aio_reserved2
+	_       uint32 // aio_flags
+	_       uint32 // aio_resfd
 }
 
 // struct io_event: 32 bytes.
@@ -147,6 +152,10 @@ func (a *AsyncIO) Accepts(p []byte, off int64) bool {
 // until the kernel refused one (before Linux 4.18 it has no AIO fsync).
 func (a *AsyncIO) AcceptsFlush() bool { return !a.noFlush.Load() }
 
+// AcceptsFUA reports whether a FUA write can go through native AIO: true
+// until the kernel refused RWF_DSYNC on one (Linux 4.13+ takes it).
+func (a *AsyncIO) AcceptsFUA() bool { return !a.noFUA.Load() }
+
 // Submit queues ops and returns how many were accepted by the kernel, in
 // order; the caller carries out the rest (ops[n:]) some other way. An
 // error says why not all of them were taken (EAGAIN: the context is full).
@@ -184,6 +193,9 @@ func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 			cb.opcode, cb.buf, cb.nbytes, cb.offset = iocbCmdFdsync, 0, 0, 0
 		case op.Write:
 			cb.opcode = iocbCmdPwrite
+			if op.FUA {
+				cb.rwFlags = unix.RWF_DSYNC
+			}
 		}
 		ptrs[i] = cb
 	}
@@ -199,10 +211,16 @@ func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 			if e == 0 {
 				e = unix.EAGAIN
 			}
-			if (e == unix.EINVAL || e == unix.EOPNOTSUPP) && ops[done].Flush {
-				// No AIO fsync in this kernel (or not for this file):
-				// callers flush synchronously from now on.
-				a.noFlush.Store(true)
+			if e == unix.EINVAL || e == unix.EOPNOTSUPP {
+				// No AIO fsync or RWF_DSYNC in this kernel (or not for
+				// this file): callers take the synchronous path for those
+				// from now on.
+				switch op := ops[done]; {
+				case op.Flush:
+					a.noFlush.Store(true)
+				case op.Write && op.FUA:
+					a.noFUA.Store(true)
+				}
 			}
 			return done, fmt.Errorf("blockdev: io_submit on %s: %w", a.f.path, e)
 		}

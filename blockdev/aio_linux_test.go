@@ -327,3 +327,31 @@ func TestAsyncIOFlush(t *testing.T) {
 	_, err = a.Submit([]blockdev.AsyncOp{{Tag: 4, Flush: true}})
 	require.ErrorIs(t, err, blockdev.ErrClosed)
 }
+
+// TestAsyncIOFUA: a FUA write (RWF_DSYNC) goes through native AIO on this
+// kernel, in a batch with plain writes, and lands.
+func TestAsyncIOFUA(t *testing.T) {
+	f, a, h := openAsync(t, 1<<20, 16)
+	require.True(t, a.AcceptsFUA())
+	p1, p2 := blockdev.AlignedBuffer(4096), blockdev.AlignedBuffer(8192)
+	for i := range p1 {
+		p1[i] = byte(i*3 + 5)
+	}
+	for i := range p2 {
+		p2[i] = byte(i*11 + 2)
+	}
+	h.run(t, a, []blockdev.AsyncOp{
+		{Tag: 1, Write: true, FUA: true, P: p1, Off: 4096},
+		{Tag: 2, Write: true, P: p2, Off: 16384},
+	})
+	require.True(t, a.AcceptsFUA())
+	for _, w := range []struct {
+		p   []byte
+		off int64
+	}{{p1, 4096}, {p2, 16384}} {
+		got := blockdev.AlignedBuffer(len(w.p))
+		_, err := f.ReadAt(got, w.off)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(w.p, got), "at %d", w.off)
+	}
+}

@@ -41,10 +41,11 @@ type disk struct {
 	aio   *blockdev.AsyncIO
 	subs  *queue[blockdev.AsyncOp] // to the submitter goroutine
 	subWG sync.WaitGroup
-	// handedOff counts batches given to the submitter, aioFlushes the
-	// flushes that completed through native AIO (tests).
+	// handedOff counts batches given to the submitter; aioFlushes and
+	// aioFUA the flushes and FUA writes done through native AIO (tests).
 	handedOff  atomic.Int64
 	aioFlushes atomic.Int64
+	aioFUA     atomic.Int64
 	jobs       map[uint64]aioJob
 	pending    []blockdev.AsyncOp
 	nextTag    uint64
@@ -309,8 +310,9 @@ func (d *disk) work(r *Resource) {
 }
 
 // queueAsync takes j for native AIO when it qualifies (on the loop): a
-// read, or a write without FUA, with aligned buffer, offset and length,
-// or a flush (where the kernel has AIO fsync).
+// read or a write (with FUA where the kernel takes RWF_DSYNC) with
+// aligned buffer, offset and length, or a flush (where the kernel has AIO
+// fsync).
 // Submitted by submitAsync, at the end of the pump.
 func (d *disk) queueAsync(r *Resource, j diskJob) bool {
 	if d.aio == nil {
@@ -319,11 +321,11 @@ func (d *disk) queueAsync(r *Resource, j diskJob) bool {
 	op := j.op
 	a := aioJob{j: j}
 	switch {
-	case op.Op == replication.OpWrite && !op.FUA:
-		if !d.aio.Accepts(op.Data, op.Offset) {
+	case op.Op == replication.OpWrite:
+		if !d.aio.Accepts(op.Data, op.Offset) || op.FUA && !d.aio.AcceptsFUA() {
 			return false
 		}
-		d.pending = append(d.pending, blockdev.AsyncOp{Write: true, P: op.Data, Off: op.Offset})
+		d.pending = append(d.pending, blockdev.AsyncOp{Write: true, FUA: op.FUA, P: op.Data, Off: op.Offset})
 	case op.Op == replication.OpFlush:
 		// Started by this io_submit, on the loop: a flush through the pool
 		// waits for a worker goroutine to be woken and scheduled first (on
@@ -454,8 +456,11 @@ func (r *Resource) aioDone(d *disk, rs []blockdev.AsyncResult) {
 		}
 		op := a.j.op
 		err := res.Err
-		if op.Op == replication.OpFlush {
+		switch {
+		case op.Op == replication.OpFlush:
 			d.aioFlushes.Add(1)
+		case op.FUA:
+			d.aioFUA.Add(1)
 		}
 		if err == nil && int64(res.N) != op.Length {
 			d.toPool(r, a)

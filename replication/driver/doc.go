@@ -36,14 +36,16 @@
 //	               messages were queued, before the completions)
 //	MetaWrites  -> metadata writer: pwrite, one fdatasync per batch
 //	               (md-flushes), THEN MetaDone
-//	DiskOps     -> aligned reads and non-FUA writes of an O_DIRECT disk:
+//	DiskOps     -> aligned reads and writes (FUA: RWF_DSYNC) and flushes
+//	               (IOCB_CMD_FDSYNC) of an O_DIRECT disk:
 //	               one io_submit for the whole Ready (native AIO), by
 //	               the loop while at most inlineAIO are in flight, else
 //	               by a submitter goroutine (io_submit sleeps when the
 //	               device has no free request tag); a reaper goroutine
 //	               posts completions in batches and yields, so the loop
 //	               runs at once;
-//	               the rest to the disk worker pool: pread/pwrite/
+//	               the rest (and flushes or FUA where the kernel refused
+//	               them through AIO) to the disk worker pool: pread/pwrite/
 //	               discard/zero/fdatasync; FUA = the write then fdatasync
 //	Completions -> answer the NBD request (queue its reply, or wake the
 //	               goroutine waiting for it)
@@ -51,7 +53,8 @@
 //
 // The loop never blocks on another goroutine or a socket: its queues to
 // the workers are unbounded (the core bounds the work), its own socket
-// writes are non-blocking, while workers wait for room in the inbox. Every other goroutine only touches the devices, its
+// writes are non-blocking, while workers wait for room in the inbox.
+// Every other goroutine only touches the devices, its
 // socket, and atomics the loop publishes (the receive backlog, the NBD
 // server).
 //

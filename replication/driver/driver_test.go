@@ -71,7 +71,7 @@ func testPairSyncReplicateSwitchover(t *testing.T, syncIO bool) {
 	}{{0, 4096}, {8192, 512}, {1 << 20, 3<<20 + 4096}, {size - 8192, 8192}, {5 << 20, 64 << 10}}
 	for i, w := range writes {
 		p := pattern(uint64(i+1), w.n)
-		require.NoError(t, a.res.WriteAt(ctx, p, w.off, i == 1))
+		require.NoError(t, a.res.WriteAt(ctx, p, w.off, i <= 1)) // FUA
 		got := make([]byte, w.n)
 		require.NoError(t, a.res.ReadAt(ctx, got, w.off))
 		require.True(t, bytes.Equal(p, got), "read back write %d", i)
@@ -79,11 +79,13 @@ func testPairSyncReplicateSwitchover(t *testing.T, syncIO bool) {
 	require.NoError(t, a.res.Flush(ctx))
 	if !syncIO && directIOWorks(t) {
 		// The NBD flush on the Primary and the Secondary's epoch flushes
-		// went through native AIO, not the pool.
+		// went through native AIO, not the pool, and so did the aligned
+		// FUA write on both nodes.
 		for _, n := range []*testNode{a, b} {
-			var flushes int64
-			require.NoError(t, n.res.call(ctx, func() { flushes = n.res.disk.aioFlushes.Load() }))
+			var flushes, fua int64
+			require.NoError(t, n.res.call(ctx, func() { flushes, fua = n.res.disk.aioFlushes.Load(), n.res.disk.aioFUA.Load() }))
 			require.Positive(t, flushes, "%s: no flush through native AIO", n.name)
+			require.Positive(t, fua, "%s: no FUA write through native AIO", n.name)
 		}
 	}
 	// Protocol C: every acknowledged write is on the peer's disk already.
