@@ -24,8 +24,9 @@ import (
 // send the others through the synchronous Device methods. A flush
 // (IOCB_CMD_FDSYNC, Linux 4.18+) goes the same way: the kernel runs the
 // fdatasync in its own worker, so the caller neither blocks nor wakes a
-// thread of its own to start it; where the kernel refuses it, AcceptsFlush
-// turns false and callers use Device.Flush. Where native
+// thread of its own to start it; and so does a FUA write (RWF_DSYNC,
+// Linux 4.13+). Where the kernel refuses one, AcceptsFlush or AcceptsFUA
+// turns false and callers use Device.Flush (after the write). Where native
 // AIO is missing (a seccomp filter, fs.aio-max-nr exhausted) NewAsyncIO
 // fails and callers keep the synchronous path.
 //
@@ -48,9 +49,12 @@ type AsyncIO struct {
 	inflight atomic.Int64
 	noFlush  atomic.Bool // the kernel refused IOCB_CMD_FDSYNC
 	noFUA    atomic.Bool // the kernel refused RWF_DSYNC
-	closing  atomic.Bool
-	reaped   chan struct{} // closed when the reaper exited
-	once     sync.Once
+	// testRWFlags is or-ed into the aio_rw_flags of flushes and FUA
+	// writes: tests set an unknown bit to make the kernel refuse them.
+	testRWFlags uint32
+	closing     atomic.Bool
+	reaped      chan struct{} // closed when the reaper exited
+	once        sync.Once
 }
 
 // AsyncOp is one read, write or flush. Tag comes back in its AsyncResult.
@@ -158,9 +162,11 @@ func (a *AsyncIO) AcceptsFUA() bool { return !a.noFUA.Load() }
 
 // Submit queues ops and returns how many were accepted by the kernel, in
 // order; the caller carries out the rest (ops[n:]) some other way. An
-// error says why not all of them were taken (EAGAIN: the context is full).
-// Every op must pass Accepts (a Flush: AcceptsFlush); writes need a
-// writable File.
+// error says why not all of them were taken (EAGAIN: the context is full;
+// EINVAL or EOPNOTSUPP for ops[n] a Flush or FUA write: the kernel has no
+// AIO fsync or RWF_DSYNC, and AcceptsFlush or AcceptsFUA is false from now
+// on). Every op must pass Accepts (a Flush: AcceptsFlush; a FUA write:
+// AcceptsFUA too); writes need a writable File.
 func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 	if len(ops) == 0 {
 		return 0, nil
@@ -191,10 +197,11 @@ func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 		switch {
 		case op.Flush:
 			cb.opcode, cb.buf, cb.nbytes, cb.offset = iocbCmdFdsync, 0, 0, 0
+			cb.rwFlags = a.testRWFlags
 		case op.Write:
 			cb.opcode = iocbCmdPwrite
 			if op.FUA {
-				cb.rwFlags = unix.RWF_DSYNC
+				cb.rwFlags = unix.RWF_DSYNC | a.testRWFlags
 			}
 		}
 		ptrs[i] = cb

@@ -1,16 +1,21 @@
 package blockdev
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // The kernel reads struct iocb and writes struct io_event by offset.
 func TestIocbLayout(t *testing.T) {
 	var cb iocb
 	require.Equal(t, uintptr(64), unsafe.Sizeof(cb))
+	require.Equal(t, uintptr(12), unsafe.Offsetof(cb.rwFlags))
 	require.Equal(t, uintptr(16), unsafe.Offsetof(cb.opcode))
 	require.Equal(t, uintptr(20), unsafe.Offsetof(cb.fildes))
 	require.Equal(t, uintptr(24), unsafe.Offsetof(cb.buf))
@@ -19,4 +24,51 @@ func TestIocbLayout(t *testing.T) {
 	var ev ioEvent
 	require.Equal(t, uintptr(32), unsafe.Sizeof(ev))
 	require.Equal(t, uintptr(16), unsafe.Offsetof(ev.res))
+}
+
+// A kernel that refuses AIO fsync or RWF_DSYNC (emulated with an unknown
+// aio_rw_flags bit, which also proves the kernel reads the field where
+// rwFlags puts it): Submit takes the ops before the refused one, names
+// the error, and AcceptsFlush / AcceptsFUA turn false; plain writes go on.
+func TestAsyncIORefusedFlushAndFUA(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk")
+	require.NoError(t, os.WriteFile(path, make([]byte, 1<<20), 0o600))
+	f, err := Open(path, Options{Direct: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	if !f.Direct() {
+		t.Skip("temp dir file system has no O_DIRECT")
+	}
+	results := make(chan AsyncResult, 16)
+	a, err := NewAsyncIO(f, 16, func(rs []AsyncResult) {
+		for _, r := range rs {
+			results <- r
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+	a.testRWFlags = 1 << 30
+	p := AlignedBuffer(4096)
+	refused := func(err error) bool {
+		return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)
+	}
+
+	n, err := a.Submit([]AsyncOp{{Tag: 1, Write: true, P: p}, {Tag: 2, Write: true, FUA: true, P: p, Off: 4096}, {Tag: 3, Write: true, P: p, Off: 8192}})
+	require.Equal(t, 1, n, "the plain write before the refused FUA write is taken")
+	require.True(t, refused(err), "%v", err)
+	require.False(t, a.AcceptsFUA())
+	require.True(t, a.AcceptsFlush())
+	require.Equal(t, uint64(1), (<-results).Tag)
+
+	n, err = a.Submit([]AsyncOp{{Tag: 4, Flush: true}})
+	require.Zero(t, n)
+	require.True(t, refused(err), "%v", err)
+	require.False(t, a.AcceptsFlush())
+
+	n, err = a.Submit([]AsyncOp{{Tag: 5, Write: true, P: p, Off: 8192}})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	r := <-results
+	require.Equal(t, uint64(5), r.Tag)
+	require.NoError(t, r.Err)
 }

@@ -35,14 +35,15 @@ type disk struct {
 	// hook, when set (tests only), runs before every DiskOp.
 	hook func(replication.DiskOp)
 
-	// Native AIO for aligned reads and writes of an O_DIRECT data
+	// Native AIO for aligned reads and writes (FUA too) and flushes of an O_DIRECT data
 	// device (nil: everything goes through the pool). Loop-owned: jobs,
 	// pending, nextTag.
 	aio   *blockdev.AsyncIO
 	subs  *queue[blockdev.AsyncOp] // to the submitter goroutine
 	subWG sync.WaitGroup
 	// handedOff counts batches given to the submitter; aioFlushes and
-	// aioFUA the flushes and FUA writes done through native AIO (tests).
+	// aioFUA the flushes and FUA writes that succeeded through native AIO
+	// (tests).
 	handedOff  atomic.Int64
 	aioFlushes atomic.Int64
 	aioFUA     atomic.Int64
@@ -377,9 +378,11 @@ func (d *disk) submitAsync(r *Resource) {
 		return
 	}
 	if len(d.jobs) <= inlineAIO {
+		flushOK, fuaOK := d.aio.AcceptsFlush(), d.aio.AcceptsFUA()
 		n, err := d.aio.Submit(d.pending)
 		if n < len(d.pending) {
 			r.log.Debug("native AIO refused requests, they go to the pool", zap.Int("submitted", n), zap.Int("left", len(d.pending)-n), zap.Error(err))
+			d.logDowngrade(r, flushOK, fuaOK, err)
 			d.spill(r, d.pending[n:])
 		}
 	} else if d.subs.pushAll(d.pending) {
@@ -402,10 +405,12 @@ func (d *disk) submit(r *Resource) {
 		if !ok {
 			return
 		}
+		flushOK, fuaOK := d.aio.AcceptsFlush(), d.aio.AcceptsFUA()
 		n, err := d.aio.Submit(batch)
 		if n < len(batch) {
 			left := append([]blockdev.AsyncOp(nil), batch[n:]...)
 			r.log.Debug("native AIO refused requests, they go to the pool", zap.Int("submitted", n), zap.Int("left", len(left)), zap.Error(err))
+			d.logDowngrade(r, flushOK, fuaOK, err)
 			r.post(func() {
 				if r.disk == d {
 					d.spill(r, left)
@@ -413,6 +418,19 @@ func (d *disk) submit(r *Resource) {
 			})
 		}
 		clear(batch)
+	}
+}
+
+// logDowngrade says once, when a Submit turned AIO flushes or FUA writes
+// off (the kernel refused them), that they go through the pool from now
+// on: slower (a goroutine wake-up, and for FUA write + fdatasync), not
+// less safe.
+func (d *disk) logDowngrade(r *Resource, flushOK, fuaOK bool, err error) {
+	if flushOK && !d.aio.AcceptsFlush() {
+		r.log.Info("native AIO: the kernel refused an fsync request; flushes go through the disk worker pool", zap.Error(err))
+	}
+	if fuaOK && !d.aio.AcceptsFUA() {
+		r.log.Info("native AIO: the kernel refused RWF_DSYNC; FUA writes go through the disk worker pool (write, then fdatasync)", zap.Error(err))
 	}
 }
 
@@ -456,18 +474,23 @@ func (r *Resource) aioDone(d *disk, rs []blockdev.AsyncResult) {
 		}
 		op := a.j.op
 		err := res.Err
+		if err == nil && op.Op != replication.OpFlush && int64(res.N) != op.Length {
+			d.toPool(r, a)
+			continue
+		}
 		switch {
+		case err != nil:
 		case op.Op == replication.OpFlush:
 			d.aioFlushes.Add(1)
 		case op.FUA:
 			d.aioFUA.Add(1)
 		}
-		if err == nil && int64(res.N) != op.Length {
-			d.toPool(r, a)
-			continue
-		}
 		if err != nil {
-			err = fmt.Errorf("driver: %v at %d: %w", op.Op, op.Offset, err)
+			if op.Op == replication.OpFlush {
+				err = fmt.Errorf("driver: flush: %w", err)
+			} else {
+				err = fmt.Errorf("driver: %v at %d: %w", op.Op, op.Offset, err)
+			}
 			if a.buf != nil {
 				r.pool.Put(a.buf)
 				a.buf = nil
