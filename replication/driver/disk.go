@@ -35,9 +35,9 @@ type disk struct {
 	// hook, when set (tests only), runs before every DiskOp.
 	hook func(replication.DiskOp)
 
-	// Native AIO for aligned reads and writes (FUA too) and flushes of an O_DIRECT data
-	// device (nil: everything goes through the pool). Loop-owned: jobs,
-	// pending, nextTag.
+	// Native AIO for aligned reads and writes (FUA too) and flushes of an
+	// O_DIRECT data device (nil: everything goes through the pool).
+	// Loop-owned: jobs, pending, nextTag.
 	aio   *blockdev.AsyncIO
 	subs  *queue[blockdev.AsyncOp] // to the submitter goroutine
 	subWG sync.WaitGroup
