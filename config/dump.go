@@ -412,6 +412,16 @@ type jsonConfig struct {
 // with defaults filled, each in drbdsetup's unit (named in "unit") and
 // marked explicit or not. resources selects what to print (nil: all).
 func (c *Config) WriteJSON(w io.Writer, resources []*Resource) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(c.jsonView(resources))
+}
+
+// jsonView is what WriteJSON prints. (FuzzParse compares these values
+// rather than their JSON: encoding every option of every section cost
+// milliseconds per input, and its map sorting took a different path every
+// time, which the fuzzer saw as new coverage it could never reproduce.)
+func (c *Config) jsonView(resources []*Resource) jsonConfig {
 	if resources == nil {
 		resources = c.Resources
 	}
@@ -437,9 +447,7 @@ func (c *Config) WriteJSON(w io.Writer, resources []*Resource) error {
 	for _, res := range resources {
 		out.Resources = append(out.Resources, c.jsonResource(res))
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return out
 }
 
 func extMap(e *Extensions) map[string]string {

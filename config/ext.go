@@ -209,8 +209,12 @@ func (e *Extensions) IsSet(key string) bool { _, ok := e.set[key]; return ok }
 // Settings lists the directives in effect, sorted by key.
 func (e *Extensions) Settings() []Setting {
 	out := make([]Setting, 0, len(e.set))
-	for _, s := range e.set {
-		out = append(out, s)
+	// In extDefs order, not map order (every key is one of extDefs): the
+	// sort then takes the same path every time (see keywordNames).
+	for _, d := range extDefs {
+		if s, ok := e.set[d.key]; ok {
+			out = append(out, s)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

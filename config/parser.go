@@ -1228,11 +1228,27 @@ func optionKinds(sec section) (flag, noFlag, opt tokKind) {
 	panic("config: no option kinds for " + sec)
 }
 
+// keywordNames are the keys of keywords, sorted. The lists built from
+// keywords go through them rather than range over the map: sorting words
+// collected in map order takes a different path through sort every time,
+// go test -fuzz counts those paths as coverage (sort is instrumented too),
+// and the fuzzer then kept finding "new" coverage that no rerun of the
+// input reproduced, so it could not minimize that input either.
+var keywordNames = func() []string {
+	names := make([]string, 0, len(keywords))
+	for w := range keywords {
+		names = append(names, w)
+	}
+	sort.Strings(names)
+	return names
+}()
+
 // sectionKeywords lists the keywords a section accepts, for suggestions.
 func sectionKeywords(sec section) []string {
 	flag, noFlag, opt := optionKinds(sec)
 	var out []string
-	for w, kw := range keywords {
+	for _, w := range keywordNames {
+		kw := keywords[w]
 		if kw.kind != 0 && (kw.kind == flag || kw.kind == noFlag || kw.kind == opt) ||
 			sec == secStartup && kw.kind == tkStartupDelegate {
 			out = append(out, w)
@@ -1370,8 +1386,8 @@ func (p *parser) parseSyncer(res *rawResource) {
 	restore := p.scope(nil, scopeNone, "syncer {}")
 	defer restore()
 	valid := []string{}
-	for w, kw := range keywords {
-		if kw.group == grpSyncerOld {
+	for _, w := range keywordNames {
+		if keywords[w].group == grpSyncerOld {
 			valid = append(valid, w)
 		}
 	}
