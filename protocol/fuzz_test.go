@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"flag"
@@ -8,9 +9,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -23,84 +26,205 @@ func fuzzDialect(sel uint8) Dialect { return testDialects[int(sel)%len(testDiale
 // targets' switch to the agreed dialect.
 var ourOffer = ConnectionFeatures{ProtocolMin: ProtocolMin, FeatureFlags: FeaturesAll, ProtocolMax: ProtocolMax}
 
+// fuzzStreamMax bounds the stream FuzzReader reads: bytes past it are
+// ignored. It holds a handshake and a few packets after it, or any single
+// packet but a large bitmap or data packet; fuzzPadMax reaches those.
+//
+// The bound is for Go's fuzzer, which minimizes every input that reaches
+// new coverage, keeping a shorter candidate only if it reaches all of that
+// coverage, and that takes up to len²/2 runs of the fuzz function. The
+// seeds were whole streams (1.5-2.9 KB, and 45 KB in testdata), and what
+// was new about an input was mostly how many packets of a kind it held:
+// any shorter stream (a byte less breaks the framing of all that follows)
+// has fewer, so no candidate kept the coverage, and minimizing one input
+// ran for the whole 60s -fuzzminimizetime (~0.2 ms a run): CI saw 485
+// execs and then 0/s. With the bound, an ignored tail is cut off in a few
+// runs and what is left costs the minimizer a few seconds at worst.
+const fuzzStreamMax = 256
+
+// fuzzPadMax: a stream that ends inside a packet of at most this many
+// bytes (header included) is read again with that packet completed by zero
+// bytes, so a short input still reaches every size a command without data
+// allows (a P_BITMAP of 4 KiB) and the paths that read a whole packet.
+const fuzzPadMax = BitmapPacketMax
+
 // FuzzReader feeds arbitrary bytes through the framed Reader: it must never
 // panic, never ask the Allocator for more than MaxBIOSize, agree with the
 // pure Decode, and every packet it accepts must re-encode to the bytes it
 // came from. A P_CONNECTION_FEATURES read before agreement switches to the
-// agreed dialect, so the seeds' handshakes lead into the rest.
+// agreed dialect, so the seeds' handshakes lead into the rest. The low bits
+// of sel pick the dialect (fuzzDialect), the top bit a 16-byte read-ahead
+// buffer instead of the Reader's usual one (packets then straddle refills).
 func FuzzReader(f *testing.F) {
 	for i, d := range testDialects {
-		var b []byte
-		for _, m := range smallSamples(d) {
-			var err error
-			if b, err = AppendMessage(b, d, m); err != nil {
-				f.Fatal(err)
-			}
+		for _, b := range fuzzStreams(f, nil, d, smallSamples(d)) {
+			f.Add(b, uint8(i))
 		}
-		f.Add(b, uint8(i))
+	}
+	// The handshake, then packets in the dialect it agrees on.
+	var hs []byte
+	var offer ConnectionFeatures
+	for _, m := range smallSamples(Dialect{}) {
+		hs = mustAppend(f, hs, Dialect{}, m)
+		if cf, ok := m.Packet.(*ConnectionFeatures); ok {
+			offer = *cf
+		}
+	}
+	agreed, err := Agree(ourOffer, offer)
+	require.NoError(f, err)
+	for _, b := range fuzzStreams(f, hs, agreed, smallSamples(agreed)) {
+		f.Add(b, uint8(0))
+		f.Add(b, uint8(0x80))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, sel uint8) {
-		d := fuzzDialect(sel)
-		r := NewReader(bytes.NewReader(data), func(n int) []byte {
-			if n > MaxBIOSize || n <= 0 {
-				panic(fmt.Sprintf("allocator asked for %d bytes", n))
-			}
-			return make([]byte, n)
-		})
-		require.NoError(t, r.SetDialect(d))
-		off := 0
-		for {
-			m, err := r.ReadMessage()
-			pm, n, perr := Decode(d, data[off:])
-			if err != nil {
-				var pe *ProtocolError
-				if errors.As(err, &pe) {
+		data = data[:min(len(data), fuzzStreamMax)]
+		if full := readStream(t, data, sel); full != nil && readStream(t, full, sel) != nil {
+			t.Fatalf("the completed stream %q ends inside a packet", full)
+		}
+	})
+}
+
+// fuzzStreams packs prefix and then msgs, encoded in d, into streams of at
+// most fuzzStreamMax bytes, each starting with prefix.
+func fuzzStreams(f *testing.F, prefix []byte, d Dialect, msgs []Message) [][]byte {
+	var out [][]byte
+	b := slices.Clone(prefix)
+	for _, m := range msgs {
+		p := mustAppend(f, nil, d, m)
+		if len(b) > len(prefix) && len(b)+len(p) > fuzzStreamMax {
+			out = append(out, b)
+			b = slices.Clone(prefix)
+		}
+		b = append(b, p...)
+	}
+	return append(out, b)
+}
+
+func mustAppend(f *testing.F, b []byte, d Dialect, m Message) []byte {
+	b, err := AppendMessage(b, d, m)
+	require.NoError(f, err)
+	return b
+}
+
+// The read-ahead buffers and the spare buffer FuzzReader's runs share (a
+// fuzz worker runs one input at a time): making 64 KiB and more for every
+// input cost more than reading it.
+var (
+	fuzzReadAhead      = bufio.NewReaderSize(nil, readBufferSize)
+	fuzzSmallReadAhead = bufio.NewReaderSize(nil, MaxHeaderSize)
+	fuzzSpare          = make([]byte, MaxBIOSize)
+)
+
+// readStream reads data to its end or first error with a Reader in the
+// dialect sel picks, checking each packet against Decode and its
+// re-encoding and the error against Decode's. If data ends inside a packet
+// of at most fuzzPadMax bytes, it returns data with that packet completed
+// by zero bytes, else nil. (Each require runs only once its check failed:
+// see reencode.)
+func readStream(t *testing.T, data []byte, sel uint8) []byte {
+	d := fuzzDialect(sel)
+	ahead := fuzzReadAhead
+	if sel&0x80 != 0 {
+		ahead = fuzzSmallReadAhead
+	}
+	ahead.Reset(bytes.NewReader(data))
+	r := NewReader(ahead, func(n int) []byte {
+		if n > MaxBIOSize || n <= 0 {
+			panic(fmt.Sprintf("allocator asked for %d bytes", n))
+		}
+		if n > len(data) {
+			// More than the stream holds: the read must fail, so
+			// nobody sees these bytes, and making them was slow.
+			return fuzzSpare[:n]
+		}
+		return make([]byte, n)
+	})
+	if err := r.SetDialect(d); err != nil {
+		require.NoError(t, err)
+	}
+	off := 0
+	for {
+		m, err := r.ReadMessage()
+		pm, n, perr := Decode(d, data[off:])
+		if err != nil {
+			var pe *ProtocolError
+			if errors.As(err, &pe) {
+				if !errors.Is(perr, pe.Err) {
 					require.ErrorIs(t, perr, pe.Err, "Decode rejects for the same reason as the Reader")
-				} else {
-					require.True(t, errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF), "%v", err)
-					if off == len(data) {
-						require.ErrorIs(t, err, io.EOF)
-					} else {
-						require.Error(t, perr)
-					}
 				}
-				return
+				return nil
 			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("Reader: %v", err)
+			}
+			if off == len(data) {
+				if !errors.Is(err, io.EOF) {
+					require.ErrorIs(t, err, io.EOF)
+				}
+				return nil
+			}
+			if perr == nil {
+				require.Error(t, perr)
+			}
+			h, err := ParseHeader(d, data[off:])
+			if end := off + h.Format.Size() + int(h.Length); err == nil && end > len(data) && end-off <= fuzzPadMax {
+				return append(slices.Clone(data), make([]byte, end-len(data))...)
+			}
+			return nil
+		}
+		if perr != nil {
 			require.NoError(t, perr)
+		}
+		if !assert.ObjectsAreEqual(m, pm) {
 			require.Equal(t, m, pm, "Reader and Decode agree")
+		}
+		if n <= 0 {
 			require.Positive(t, n, "a packet consumes bytes")
-			reencode(t, d, m, data[off:off+n])
-			off += n
-			if f, ok := m.Packet.(*ConnectionFeatures); ok && !d.Agreed() {
-				if agreed, err := Agree(ourOffer, *f); err == nil {
-					d = agreed
-					require.NoError(t, r.SetDialect(d))
+		}
+		reencode(t, d, m, data[off:off+n])
+		off += n
+		if f, ok := m.Packet.(*ConnectionFeatures); ok && !d.Agreed() {
+			if agreed, err := Agree(ourOffer, *f); err == nil {
+				d = agreed
+				if err := r.SetDialect(d); err != nil {
+					require.NoError(t, err)
 				}
 			}
 		}
-	})
+	}
 }
 
 // reencode requires that m encodes to raw, the bytes it was decoded from.
 // A peer may use an h95 header where DRBD would use h80 (both decode), and
 // an ignored packet's payload is not kept: those are compared as far as
-// they are represented.
+// they are represented. (Each require runs only once its check failed, for
+// the message: require and t.Helper walk the stack on every call, which
+// was half the time FuzzReader took per input.)
 func reencode(t *testing.T, d Dialect, m Message, raw []byte) {
-	t.Helper()
 	h, err := ParseHeader(d, raw)
-	require.NoError(t, err)
+	if err != nil {
+		require.NoError(t, err)
+	}
 	enc, err := AppendMessage(nil, d, m)
-	require.NoError(t, err, "a decoded %v re-encodes", m.Packet.Command())
+	if err != nil {
+		require.NoError(t, err, "a decoded %v re-encodes", m.Packet.Command())
+	}
 	eh, err := ParseHeader(d, enc)
-	require.NoError(t, err)
-	require.Equal(t, h.Cmd, eh.Cmd)
-	require.Equal(t, h.Length, eh.Length)
-	require.Equal(t, h.Volume, eh.Volume)
+	if err != nil {
+		require.NoError(t, err)
+	}
+	if h.Cmd != eh.Cmd || h.Length != eh.Length || h.Volume != eh.Volume {
+		require.Equal(t, h.Cmd, eh.Cmd)
+		require.Equal(t, h.Length, eh.Length)
+		require.Equal(t, h.Volume, eh.Volume)
+	}
 	if _, ok := m.Packet.(*Unknown); ok {
 		return
 	}
-	require.Equal(t, raw[h.Format.Size():], enc[eh.Format.Size():], "payload of %v", h.Cmd)
-	if h.Format == eh.Format {
+	if !assert.ObjectsAreEqual(raw[h.Format.Size():], enc[eh.Format.Size():]) {
+		require.Equal(t, raw[h.Format.Size():], enc[eh.Format.Size():], "payload of %v", h.Cmd)
+	}
+	if h.Format == eh.Format && !assert.ObjectsAreEqual(raw, enc) {
 		require.Equal(t, raw, enc)
 	}
 }
@@ -196,15 +320,15 @@ func TestUpdateFuzzCorpus(t *testing.T) {
 		if s.meta && !s.connector {
 			d, sel = agreed[s.tcp], agreedSel
 		}
-		// The handshake: up to 12 packets from the start, in the
-		// dialect the stream starts with.
+		// The handshake: the packets from the start that fit into
+		// fuzzStreamMax, in the dialect the stream starts with.
 		var prefix []byte
-		for i, m := range msgs {
-			if i == 12 || len(prefix) > 2048 {
-				break
-			}
+		for _, m := range msgs {
 			b, err := AppendMessage(nil, d, m)
 			require.NoError(t, err)
+			if len(prefix)+len(b) > fuzzStreamMax {
+				break
+			}
 			prefix = append(prefix, b...)
 			switch m.Packet.(type) {
 			case *ConnectionFeatures:
