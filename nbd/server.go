@@ -58,6 +58,9 @@ type Stats struct {
 	Connections int
 	// InFlight is the number of requests being served now.
 	InFlight int64
+	// DirectReplies counts replies written whole by the goroutine that
+	// ended the request, without the connection's writer goroutine.
+	DirectReplies int64
 }
 
 // Server serves one export over any number of connections.
@@ -72,7 +75,7 @@ type Server struct {
 
 	reads, writes, flushes, trims, zeroes, caches atomic.Int64
 	fua, errs, bytesRead, bytesWritten            atomic.Int64
-	inFlight                                      atomic.Int64
+	inFlight, directs                             atomic.Int64
 
 	refusal atomic.Pointer[error] // non-nil: fail new requests with this
 
@@ -151,7 +154,7 @@ func (s *Server) Stats() Stats {
 		Trims: s.trims.Load(), Zeroes: s.zeroes.Load(), Caches: s.caches.Load(),
 		FUA: s.fua.Load(), Errors: s.errs.Load(),
 		BytesRead: s.bytesRead.Load(), BytesWritten: s.bytesWritten.Load(),
-		Connections: n, InFlight: s.inFlight.Load(),
+		Connections: n, InFlight: s.inFlight.Load(), DirectReplies: s.directs.Load(),
 	}
 }
 
