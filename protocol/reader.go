@@ -55,6 +55,11 @@ func (r *Reader) SetDialect(d Dialect) error {
 // Dialect returns the dialect in use.
 func (r *Reader) Dialect() Dialect { return r.d }
 
+// Buffered is the number of bytes already read from the stream and not
+// yet decoded: more than zero means the next ReadMessage starts without
+// waiting for the network.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
 // ReadMessage reads the next packet. At a clean end of stream between
 // packets it returns io.EOF; a stream that ends inside a packet gives
 // io.ErrUnexpectedEOF. A packet DRBD 8.4 would reject gives a

@@ -249,6 +249,9 @@ func (d *disk) closeDevices() {
 func (d *disk) start(r *Resource) {
 	if f, ok := d.data.(*blockdev.File); ok && f.Direct() && d.hook == nil && !r.opts.SyncIO {
 		a, err := blockdev.NewAsyncIO(f, aioDepth, func(rs []blockdev.AsyncResult) {
+			if r.runInline(func() { r.aioDone(d, rs) }) {
+				return
+			}
 			done := append([]blockdev.AsyncResult(nil), rs...)
 			r.post(func() { r.aioDone(d, done) })
 		})

@@ -16,13 +16,17 @@
 // prints after "State change failed:"); other errors are wrapped with
 // words saying what failed.
 //
-// # One goroutine owns the core
+// # One goroutine at a time runs the core
 //
 // The core is single-threaded. An event loop owns it and takes one input
 // at a time from its inbox (a packet, a disk or metadata completion, a
 // Sent token, a tick, an admin command, an NBD request), then pumps:
 // while the node has a Ready, copy it, Advance, and carry it out in the
-// order of the Ready contract:
+// order of the Ready contract. A socket reader with the last packet that
+// arrived, or the AIO reaper with a batch of completions, runs the input
+// and the pump itself instead when the loop is idle and nothing is
+// queued for it (runInline, under the loop's mutex): a replicated write
+// then crosses no extra thread on either node.
 //
 //	Events      -> zap: one Info line per state change (typed fields)
 //	Dialect     -> a switch marker ahead of the Ready's packets on both
@@ -47,8 +51,10 @@
 //	               the rest (and flushes or FUA where the kernel refused
 //	               them through AIO) to the disk worker pool: pread/pwrite/
 //	               discard/zero/fdatasync; FUA = the write then fdatasync
-//	Completions -> answer the NBD request (queue its reply, or wake the
-//	               goroutine waiting for it)
+//	Completions -> answer the NBD request (its reply is written at once
+//	               when the connection's writer is idle, else queued; or
+//	               wake the goroutine waiting for it); ahead of the
+//	               Messages when the Ready has no P_DATA and no Net
 //	Handlers    -> `sh -c CMD` with drbdadm 8.4's environment
 //
 // The loop never blocks on another goroutine or a socket: its queues to

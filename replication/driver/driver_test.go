@@ -88,6 +88,11 @@ func testPairSyncReplicateSwitchover(t *testing.T, syncIO bool) {
 			require.Positive(t, fua, "%s: no FUA write through native AIO", n.name)
 		}
 	}
+	// One write at a time: packets and completions ran on the goroutine
+	// that received them (no hand-off to the loop), on both nodes.
+	for _, n := range []*testNode{a, b} {
+		require.Positive(t, n.res.inlineRuns.Load(), "%s: no input ran inline", n.name)
+	}
 	// Protocol C: every acknowledged write is on the peer's disk already.
 	requireSameData(t, nodes, size)
 

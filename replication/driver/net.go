@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -589,6 +590,13 @@ func (r *Resource) readSocket(c *peerConn, s replication.Stream, d protocol.Dial
 			if agreed, err := protocol.Agree(ours, *f); err == nil {
 				_ = rd.SetDialect(agreed)
 			}
+		}
+		// The last packet that arrived runs on this goroutine when the
+		// loop is idle (no hand-off on a replicated write's path); while
+		// more are buffered they go to the loop, which takes them all
+		// before it pumps (one disk submission, one writev for the batch).
+		if rd.Buffered() == 0 && r.runInline(func() { r.receive(c, s, m) }) {
+			continue
 		}
 		if !r.post(func() { r.receive(c, s, m) }) {
 			return
