@@ -554,3 +554,20 @@ func TestProtocolErrorText(t *testing.T) {
 	require.Equal(t, CmdWriteAck, pe.Cmd)
 	require.Equal(t, uint32(3), pe.Length)
 }
+
+// TestReaderBuffered: Buffered tells whether the next packet is already
+// read from the stream (the driver runs the last one inline, batches the
+// others).
+func TestReaderBuffered(t *testing.T) {
+	t.Parallel()
+	two := append(h100(CmdPing, 0, nil), h100(CmdPingAck, 0, nil)...)
+	r := NewReader(bytes.NewReader(two), nil)
+	require.NoError(t, r.SetDialect(Dialect{Version: 101}))
+	require.Zero(t, r.Buffered())
+	_, err := r.ReadMessage()
+	require.NoError(t, err)
+	require.Equal(t, len(two)/2, r.Buffered())
+	_, err = r.ReadMessage()
+	require.NoError(t, err)
+	require.Zero(t, r.Buffered())
+}
