@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-
 	"sync"
 	"sync/atomic"
 	"syscall"
