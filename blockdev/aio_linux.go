@@ -276,8 +276,10 @@ func (a *AsyncIO) reap(depth int) {
 			}
 			if len(results) > 0 {
 				a.done(results)
-				// done normally readied a goroutine (the driver's event
-				// loop) onto this P. Going straight back into the blocking
+				// done often readied a goroutine onto this P (the driver's
+				// event loop, or when done ran the loop's work itself, a
+				// socket writer or an NBD reply writer). Going straight
+				// back into the blocking
 				// io_getevents would leave it queued on a P parked in a
 				// system call until sysmon retook the P (20 us at best):
 				// a delay on every completion. Yielding runs it on this

@@ -620,13 +620,13 @@ func (c *conn) send(req request, errno uint32, msg string, p []byte) {
 	c.replies <- r
 }
 
-// sendDirect writes r to the socket now (wmu held) when the writer has
-// nothing queued or owed: true when all of it went out. When the socket
+// sendDirect writes r to the socket now (wmu held, the writer found idle
+// by send) unless a rest is owed: true when all of it went out. When the socket
 // took part of it, the rest is owed and r is marked sent: the writer
 // sends the rest first and releases r when it comes through the queue.
 // When it took nothing (full, or failed), r goes to the writer as usual.
 func (c *conn) sendDirect(r *reply) bool {
-	if len(c.owed) > 0 || len(c.replies) != 0 {
+	if len(c.owed) > 0 {
 		return false
 	}
 	c.dbufs = c.encodeReply(r, c.dbufs[:0])
