@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/gdrbd/gdrbd/internal/rawio"
 )
 
 // conn serves one client connection.
@@ -51,14 +53,18 @@ type conn struct {
 	// only part of leaves its rest in owed; the writer sends that before
 	// anything else and then releases the reply.
 	wmu      sync.Mutex
-	direct   *directWriter // nil: every reply goes through the writer
-	dbufs    net.Buffers   // guarded by wmu
-	owed     net.Buffers   // guarded by wmu
-	budget   budget        // payload bytes in flight
+	direct   *rawio.Conn // nil: every reply goes through the writer
+	dbufs    net.Buffers // guarded by wmu
+	owed     net.Buffers // guarded by wmu
+	budget   budget      // payload bytes in flight
 	handlers sync.WaitGroup
 }
 
 func newConn(s *Server, nc net.Conn, kernel bool) *conn {
+	// Reads and writes of the socket make raw system calls (see rawio):
+	// a 1 MiB request or reply is copied in and out without the
+	// scheduler handing this goroutine's P to another thread meanwhile.
+	nc = rawio.Wrap(nc)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
 		s:       s,
@@ -326,7 +332,7 @@ type reply struct {
 var replyPool = sync.Pool{New: func() any { return new(reply) }}
 
 func (c *conn) transmit() error {
-	c.direct = newDirectWriter(c.nc)
+	c.direct, _ = c.nc.(*rawio.Conn) // a socket: direct replies
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -634,7 +640,7 @@ func (c *conn) sendDirect(r *reply) bool {
 	for _, b := range c.dbufs {
 		total += len(b)
 	}
-	n, err := c.direct.writeOnce(c.dbufs)
+	n, err := c.direct.TryWriteBuffers(c.dbufs)
 	if n == total && err == nil {
 		c.s.directs.Add(1)
 		clear(c.dbufs)
@@ -698,7 +704,7 @@ func (c *conn) writeLoop() {
 				}
 			}
 			v := bufs
-			if _, werr = v.WriteTo(c.nc); werr != nil {
+			if _, werr = rawio.WriteBuffers(c.nc, v); werr != nil {
 				c.log.Debug("nbd reply write failed", zap.Error(werr))
 				// Wake the reader; the connection is gone.
 				c.nc.Close()

@@ -20,6 +20,7 @@ type Writer struct {
 	buf  []byte
 	iov  [2][]byte
 	bufs net.Buffers
+	out  net.Buffers // what Flush writes
 
 	// Buffered packets (Buffer/Flush): headers copied into arena, data
 	// payloads referenced, all sent with one writev by Flush.
@@ -38,9 +39,27 @@ type pendingPacket struct {
 }
 
 // NewWriter returns a Writer on w (normally a *net.TCPConn, which gets one
-// writev per packet; any io.Writer works) in the pre-agreement dialect.
+// writev per packet, or a BuffersWriter; any io.Writer works) in the
+// pre-agreement dialect.
 func NewWriter(w io.Writer) *Writer {
 	return &Writer{w: w, buf: make([]byte, MaxHeaderSize, MaxHeaderSize+maxBody)}
+}
+
+// BuffersWriter is a writer with its own gather write (the driver's raw
+// socket, rawio.Conn): the Writer hands it a packet's pieces at once
+// instead of going through net.Buffers.
+type BuffersWriter interface {
+	// WriteBuffers writes all of v, or fails; v itself is not changed.
+	WriteBuffers(v [][]byte) (int64, error)
+}
+
+// writeBufs writes all of *v to w.w in as few calls as it allows. v is a
+// field of w (no allocation); net.Buffers.WriteTo consumes it.
+func (w *Writer) writeBufs(v *net.Buffers) (int64, error) {
+	if bw, ok := w.w.(BuffersWriter); ok {
+		return bw.WriteBuffers(*v)
+	}
+	return v.WriteTo(w.w)
 }
 
 // SetDialect switches the dialect for the packets written from now on:
@@ -73,7 +92,7 @@ func (w *Writer) WriteMessage(m Message) error {
 	if len(tail) > 0 {
 		w.bufs = w.iov[:2]
 	}
-	_, err = w.bufs.WriteTo(w.w)
+	_, err = w.writeBufs(&w.bufs)
 	w.iov[1] = nil // do not pin the caller's payload
 	if err != nil {
 		return fmt.Errorf("protocol: write %v: %w", h.Cmd, err)
@@ -110,8 +129,9 @@ func (w *Writer) Flush() error {
 		return nil
 	}
 	n := len(w.pending)
-	out := w.iovecs(0) // WriteTo consumes its receiver
-	_, err := out.WriteTo(w.w)
+	w.out = w.iovecs(0) // consumed by WriteTo: not w.bufs, which keeps its capacity
+	_, err := w.writeBufs(&w.out)
+	w.out = nil
 	w.reset()
 	if err != nil {
 		return fmt.Errorf("protocol: write %d buffered packets: %w", n, err)

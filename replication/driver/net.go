@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/gdrbd/gdrbd/internal/rawio"
 	"github.com/gdrbd/gdrbd/protocol"
 	"github.com/gdrbd/gdrbd/replication"
 )
@@ -560,7 +561,9 @@ func (r *Resource) readSocket(c *peerConn, s replication.Stream, d protocol.Dial
 		conn, done = c.meta, c.metaRDone
 	}
 	defer close(done)
-	rd := protocol.NewReader(conn, r.pool.Get)
+	// Raw system calls (see rawio): a 1 MiB P_DATA is copied out of the
+	// socket without the scheduler handing the P to another thread.
+	rd := protocol.NewReader(rawio.Wrap(conn), r.pool.Get)
 	if err := rd.SetDialect(d); err != nil {
 		panic(fmt.Sprintf("driver: invalid dialect: %v", err))
 	}

@@ -5,10 +5,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/gdrbd/gdrbd/internal/rawio"
 	"github.com/gdrbd/gdrbd/protocol"
 )
 
@@ -31,7 +29,7 @@ import (
 // such a packet unwritten, the loop keeps appMu locked and the goroutine
 // unlocks it after writing the rest.
 type sockWriter struct {
-	raw     syscall.RawConn // nil: no inline writes (not a socket)
+	raw     *rawio.Conn // nil: no inline writes (not a socket)
 	w       *protocol.Writer
 	done    chan struct{}
 	appMu   *sync.Mutex  // peerConn.appMu
@@ -58,12 +56,6 @@ type sockWriter struct {
 
 	inline, handed atomic.Uint64 // hand-overs written inline / by the goroutine
 
-	// The inline writev, built once so that a write allocates nothing:
-	// its vector, result and the function RawConn.Write runs.
-	wIov  [][]byte
-	wN    int
-	wErr  error
-	wFunc func(fd uintptr) bool
 }
 
 // iovMax is Linux's IOV_MAX: the most pieces one writev takes.
@@ -71,17 +63,12 @@ const iovMax = 1024
 
 func newSockWriter(conn net.Conn, done chan struct{}, appMu *sync.Mutex, closing *atomic.Bool,
 	post func(func()) bool, report func(toks []uint64, failure string)) *sockWriter {
+	// Raw system calls (see rawio): a 1 MiB P_DATA is copied into the
+	// socket without the scheduler handing the P to another thread.
+	conn = rawio.Wrap(conn)
 	s := &sockWriter{w: protocol.NewWriter(conn), done: done, appMu: appMu, closing: closing, post: post, report: report}
 	s.cond.L = &s.mu
-	s.wFunc = func(fd uintptr) bool {
-		s.wN, s.wErr = unix.Writev(int(fd), s.wIov)
-		return true // never wait for the socket: the goroutine does
-	}
-	if sc, ok := conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			s.raw = raw
-		}
-	}
+	s.raw, _ = conn.(*rawio.Conn)
 	return s
 }
 
@@ -150,17 +137,7 @@ func (s *sockWriter) buffer(it wItem) {
 // writev is one non-blocking writev of the socket: it takes what fits in
 // the socket buffer, possibly nothing.
 func (s *sockWriter) writev(iov [][]byte) (int, error) {
-	s.wIov = iov
-	rerr := s.raw.Write(s.wFunc)
-	n, err := max(s.wN, 0), s.wErr
-	s.wIov, s.wErr = nil, nil
-	if rerr != nil {
-		return 0, rerr
-	}
-	if err == unix.EAGAIN || err == unix.EINTR {
-		err = nil
-	}
-	return n, err
+	return s.raw.TryWriteBuffers(iov)
 }
 
 // close ends the writer after what was handed over (on the loop).
