@@ -25,6 +25,7 @@ package rawio
 import (
 	"io"
 	"net"
+	"os"
 	"syscall"
 )
 
@@ -131,7 +132,18 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if rerr != nil && rerr != io.EOF {
+		rerr = c.opError("read", rerr)
+	}
 	return n, rerr
+}
+
+// opError dresses a failed system call as net.Conn's errors are (the
+// poller's own errors, a deadline or Close, come from RawConn already
+// dressed).
+func (c *Conn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(),
+		Err: os.NewSyscallError(op, err)}
 }
 
 // Write writes all of p, waiting for room.
@@ -166,6 +178,9 @@ func (c *Conn) write(v [][]byte, wait bool) (int, error) {
 	c.w.iov, c.w.err = nil, nil
 	if err != nil {
 		return n, err
+	}
+	if werr != nil {
+		werr = c.opError("write", werr)
 	}
 	return n, werr
 }

@@ -209,3 +209,19 @@ func TestNoAllocs(t *testing.T) {
 	}
 	require.Zero(t, testing.AllocsPerRun(50, once))
 }
+
+// A failed call reads as net.Conn's do: an *net.OpError naming the
+// operation and the addresses around the errno.
+func TestErrorsAreOpErrors(t *testing.T) {
+	p := pairs(t)["tcp"]
+	a, b := raw(t, p[0]), raw(t, p[1])
+	// Closing with linger 0 resets the connection.
+	require.NoError(t, a.Conn.(*net.TCPConn).SetLinger(0))
+	require.NoError(t, a.Close())
+	_, err := b.Read(make([]byte, 8))
+	var oe *net.OpError
+	require.ErrorAs(t, err, &oe)
+	require.Equal(t, "read", oe.Op)
+	require.Equal(t, b.RemoteAddr(), oe.Addr)
+	require.ErrorIs(t, err, syscall.ECONNRESET)
+}
