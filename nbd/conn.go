@@ -703,8 +703,7 @@ func (c *conn) writeLoop() {
 					bufs = c.encodeReply(r, bufs)
 				}
 			}
-			v := bufs
-			if _, werr = rawio.WriteBuffers(c.nc, v); werr != nil {
+			if _, werr = rawio.WriteBuffers(c.nc, bufs); werr != nil {
 				c.log.Debug("nbd reply write failed", zap.Error(werr))
 				// Wake the reader; the connection is gone.
 				c.nc.Close()
