@@ -55,22 +55,30 @@ type call struct {
 	fn   func(fd uintptr) bool
 }
 
-// Wrap returns c as a *Conn when it is a socket whose descriptor Go's
-// poller owns (TCP and Unix connections) on a system where raw calls are
-// implemented (Linux), and c itself otherwise.
+// Wrap returns c as a *Conn when it is a stream socket whose descriptor
+// Go's poller owns (a *net.TCPConn, or a *net.UnixConn of SOCK_STREAM) on
+// a system where raw calls are implemented (Linux), and c itself
+// otherwise (elsewhere the driver writes every packet from its writer
+// goroutine and the NBD server every reply from its writer).
 func Wrap(c net.Conn) net.Conn {
 	if !implemented {
 		return c
 	}
-	if rc, ok := c.(*Conn); ok {
-		return rc
-	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+	var sc syscall.Conn
+	switch c := c.(type) {
+	case *Conn:
+		return c
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c // stream or not: checked below
+	default:
+		// Other types (a datagram socket, a test's fault injector
+		// embedding a TCPConn) keep their own Read and Write.
 		return c
 	}
 	raw, err := sc.SyscallConn()
-	if err != nil {
+	if err != nil || !isStream(raw) {
 		return c
 	}
 	rc := &Conn{Conn: c, rc: raw}
@@ -130,12 +138,22 @@ func (c *Conn) Read(p []byte) (int, error) {
 	n, rerr := c.r.n, c.r.err
 	c.r.p, c.r.err = nil, nil
 	if err != nil {
-		return 0, err
+		return 0, renameOp(err, "read")
 	}
 	if rerr != nil && rerr != io.EOF {
 		rerr = c.opError("read", rerr)
 	}
 	return n, rerr
+}
+
+// renameOp names the poller's errors (a deadline, Close) as net.Conn's
+// Read and Write do: RawConn calls its operations "raw-read" and
+// "raw-write".
+func renameOp(err error, op string) error {
+	if oe, ok := err.(*net.OpError); ok {
+		oe.Op = op
+	}
+	return err
 }
 
 // opError dresses a failed system call as net.Conn's errors are (the
@@ -177,7 +195,7 @@ func (c *Conn) write(v [][]byte, wait bool) (int, error) {
 	clear(c.w.base) // do not pin the caller's buffers
 	c.w.iov, c.w.err = nil, nil
 	if err != nil {
-		return n, err
+		return n, renameOp(err, "write")
 	}
 	if werr != nil {
 		werr = c.opError("write", werr)

@@ -111,12 +111,24 @@ func TestTryWriteBuffersDoesNotWait(t *testing.T) {
 	for nw, p := range pairs(t) {
 		t.Run(nw, func(t *testing.T) {
 			w, r := raw(t, p[0]), raw(t, p[1])
-			chunk := bytes.Repeat([]byte{7}, 1<<20)
+			// A TryWriteBuffers that waited would fail here instead of
+			// hanging the test.
+			require.NoError(t, w.SetWriteDeadline(time.Now().Add(20*time.Second)))
+			chunk := make([]byte, 1<<20)
+			for i := range chunk {
+				chunk[i] = byte(i / 4093)
+			}
+			var want []byte
 			sent := 0
 			for i := 0; ; i++ {
 				require.Less(t, i, 1000, "the socket never filled")
-				n, err := w.TryWriteBuffers([][]byte{chunk})
+				// Pieces of the chunk that start where the last call
+				// stopped, so the stream must be the chunk repeated.
+				off := sent % len(chunk)
+				n, err := w.TryWriteBuffers([][]byte{chunk[off:], chunk[:off]})
 				require.NoError(t, err)
+				require.LessOrEqual(t, n, len(chunk))
+				want = append(want, append(chunk[off:off:off], append(chunk[off:], chunk[:off]...)[:n]...)...)
 				sent += n
 				if n == 0 {
 					break
@@ -126,6 +138,7 @@ func TestTryWriteBuffersDoesNotWait(t *testing.T) {
 			buf := make([]byte, sent)
 			_, err := io.ReadFull(r, buf)
 			require.NoError(t, err)
+			require.True(t, bytes.Equal(want, buf), "the stream is not what TryWriteBuffers said it took")
 			n, err := w.TryWriteBuffers([][]byte{[]byte("x")})
 			require.NoError(t, err)
 			require.Equal(t, 1, n)
@@ -224,4 +237,57 @@ func TestErrorsAreOpErrors(t *testing.T) {
 	require.Equal(t, "read", oe.Op)
 	require.Equal(t, b.RemoteAddr(), oe.Addr)
 	require.ErrorIs(t, err, syscall.ECONNRESET)
+}
+
+// Empty pieces anywhere, more of them in a row than one writev takes, and
+// a vector of nothing but empty pieces.
+func TestEmptyPieces(t *testing.T) {
+	p := pairs(t)["unix"]
+	w, r := raw(t, p[0]), raw(t, p[1])
+	empties := make([][]byte, 3000)
+	v := append(append(append([][]byte{}, empties...), []byte("ab")), empties...)
+	v = append(append(v, []byte("cd")), nil)
+	n, err := w.WriteBuffers(v)
+	require.NoError(t, err)
+	require.EqualValues(t, 4, n)
+	n, err = w.WriteBuffers(empties)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	m, err := w.TryWriteBuffers(v)
+	require.NoError(t, err)
+	require.Equal(t, 4, m)
+	buf := make([]byte, 8)
+	_, err = io.ReadFull(r, buf)
+	require.NoError(t, err)
+	require.Equal(t, "abcdabcd", string(buf))
+}
+
+// A WriteBuffers waiting for room gives up at the write deadline with what
+// it wrote and the deadline error, named as net.Conn's Write names it.
+func TestWriteBuffersDeadline(t *testing.T) {
+	p := pairs(t)["tcp"]
+	w := raw(t, p[0])
+	require.NoError(t, w.SetWriteDeadline(time.Now().Add(200*time.Millisecond)))
+	big := make([]byte, 64<<20) // more than both socket buffers hold
+	n, err := w.WriteBuffers([][]byte{big})
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	require.Positive(t, n)
+	require.Less(t, n, int64(len(big)))
+	var oe *net.OpError
+	require.ErrorAs(t, err, &oe)
+	require.Equal(t, "write", oe.Op)
+}
+
+// Only stream sockets are wrapped: a zero-byte datagram is not an end of
+// stream.
+func TestWrapStreamsOnly(t *testing.T) {
+	dir := t.TempDir()
+	la, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "a"), Net: "unixgram"})
+	require.NoError(t, err)
+	defer la.Close()
+	require.Equal(t, net.Conn(la), rawio.Wrap(la))
+	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer u.Close()
+	require.Equal(t, net.Conn(u), rawio.Wrap(u))
 }
