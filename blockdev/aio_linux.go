@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +38,27 @@ import (
 //
 // An AsyncIO is safe for concurrent use. Results are delivered by one
 // goroutine, in batches, to the function given to NewAsyncIO.
+//
+// WAITING FOR COMPLETIONS: while the disk is busy the reaper waits in
+// io_getevents as a raw system call, keeping its P (Go's processor)
+// instead of entering the scheduler's syscall state. In that state, a
+// wait longer than a sysmon tick (20 us, about one device latency) had
+// the P retaken and handed to another thread, and the completion's
+// return had to find a P again: several thread switches per completion,
+// and sysmon polling at its fastest rate; on a 2-CPU machine that was a
+// tenth of the daemons' CPU per replicated write. So that the rest of the
+// program keeps its processors, each AsyncIO adds one to GOMAXPROCS for
+// its lifetime (see holdProc; this also ends the runtime's automatic
+// GOMAXPROCS updates while one is open). The raw wait stays
+// stoppable: a stop-the-world or sysmon's preemption of a long-running
+// goroutine signals the thread, io_getevents returns EINTR (it is never
+// restarted, SA_RESTART or not) and the reaper yields. When idle, or
+// with async preemption turned off (GODEBUG
+// asyncpreemptoff=1: no signal would end the wait), it waits as an
+// ordinary system call, so an idle daemon costs no wake-ups. Idle means
+// nothing in flight for rawIdle: a queue that drains between two
+// submissions (most completions of a 4 KiB workload find the disk's queue
+// empty) stays on the raw wait.
 type AsyncIO struct {
 	f    *File
 	ctx  uintptr // aio_context_t
@@ -140,6 +163,7 @@ func NewAsyncIO(f *File, depth int, done func([]AsyncResult)) (*AsyncIO, error) 
 		f: f, ctx: ctx, done: done,
 		reaped: make(chan struct{}),
 	}
+	holdProc(1)
 	go a.reap(depth)
 	return a, nil
 }
@@ -250,19 +274,37 @@ const wakeTag = ^uint64(0)
 // old reaper would then take (and misdeliver) the new context's events.
 func (a *AsyncIO) reap(depth int) {
 	defer close(a.reaped)
+	defer holdProc(-1)
 	defer unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0) //nolint:errcheck // nothing is in flight
 	events := make([]ioEvent, min(depth, 256))
 	results := make([]AsyncResult, 0, len(events))
 	// The timeout bounds how long an idle reaper takes to notice Close
 	// when Close could not submit its wake-up read.
 	ts := unix.NsecToTimespec(int64(time.Second))
+	tsRaw := unix.NsecToTimespec(int64(rawIdle))
+	idle := true
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_IO_GETEVENTS, a.ctx, 1, uintptr(len(events)),
-			uintptr(unsafe.Pointer(&events[0])), uintptr(unsafe.Pointer(&ts)), 0)
-		if e != 0 && e != unix.EINTR {
+		var n uintptr
+		var e unix.Errno
+		raw := rawWait && !idle
+		if raw {
+			// See WAITING FOR COMPLETIONS.
+			n, _, e = unix.RawSyscall6(unix.SYS_IO_GETEVENTS, a.ctx, 1, uintptr(len(events)),
+				uintptr(unsafe.Pointer(&events[0])), uintptr(unsafe.Pointer(&tsRaw)), 0)
+			idle = e == 0 && n == 0 && a.inflight.Load() == 0
+		} else {
+			n, _, e = unix.Syscall6(unix.SYS_IO_GETEVENTS, a.ctx, 1, uintptr(len(events)),
+				uintptr(unsafe.Pointer(&events[0])), uintptr(unsafe.Pointer(&ts)), 0)
+		}
+		if e == unix.EINTR {
+			// A signal: maybe the runtime wants this P (a stop-the-world,
+			// a preemption); RawSyscall6 is no preemption point.
+			runtime.Gosched()
+		} else if e != 0 {
 			panic(fmt.Sprintf("blockdev: io_getevents on %s: %v", a.f.path, e))
 		}
 		if e == 0 && n > 0 {
+			idle = false
 			results = results[:0]
 			for _, ev := range events[:n] {
 				if ev.data == wakeTag {
@@ -279,11 +321,11 @@ func (a *AsyncIO) reap(depth int) {
 				// done often readied a goroutine onto this P (the driver's
 				// event loop, or when done ran the loop's work itself, a
 				// socket writer or an NBD reply writer). Going straight
-				// back into the blocking
-				// io_getevents would leave it queued on a P parked in a
-				// system call until sysmon retook the P (20 us at best):
-				// a delay on every completion. Yielding runs it on this
-				// thread now; the reaper resumes on the next free one.
+				// back into the blocking io_getevents would leave it
+				// queued on a P held by a waiting thread until another P
+				// stole it or sysmon preempted the wait: a delay on every
+				// completion. Yielding runs it on this thread now; the
+				// reaper resumes on the next free one.
 				runtime.Gosched()
 			}
 			if a.inflight.Add(-int64(n)) < 0 {
@@ -321,4 +363,50 @@ func (a *AsyncIO) Close() error {
 		runtime.KeepAlive(buf)
 	})
 	return nil
+}
+
+// rawIdle is how long a raw wait lasts before the reaper, finding
+// nothing in flight, waits as an ordinary system call until the next
+// completion. A variable for tests.
+var rawIdle = 10 * time.Millisecond
+
+// rawWait: reapers may wait holding their P (see WAITING FOR
+// COMPLETIONS). Not with async preemption off: no signal would end a
+// wait when the runtime needs the P.
+var rawWait = godebug(os.Getenv("GODEBUG"), "asyncpreemptoff") != "1"
+
+// godebug returns the value of key in a GODEBUG string (the last one
+// wins, as in the runtime).
+func godebug(s, key string) string {
+	v := ""
+	for _, kv := range strings.Split(s, ",") {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
+}
+
+// procs is the processors added to GOMAXPROCS for the reapers.
+var procs struct {
+	sync.Mutex
+	n    int // open AsyncIOs
+	base int // GOMAXPROCS before the first of them
+}
+
+// holdProc adds d (+1 or -1) open AsyncIOs and sets GOMAXPROCS to what
+// it was before the first one plus one per open AsyncIO: a reaper waiting
+// on a busy disk keeps its P, so the rest of the program keeps as many
+// as it had. When the last one closes, GOMAXPROCS is what it was.
+func holdProc(d int) {
+	if !rawWait {
+		return
+	}
+	procs.Lock()
+	defer procs.Unlock()
+	if procs.n == 0 {
+		procs.base = runtime.GOMAXPROCS(0)
+	}
+	procs.n += d
+	runtime.GOMAXPROCS(procs.base + procs.n)
 }

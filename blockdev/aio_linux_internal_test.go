@@ -4,7 +4,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
@@ -71,4 +73,79 @@ func TestAsyncIORefusedFlushAndFUA(t *testing.T) {
 	r := <-results
 	require.Equal(t, uint64(5), r.Tag)
 	require.NoError(t, r.Err)
+}
+
+func openInternalAsync(t *testing.T) (*AsyncIO, chan AsyncResult) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "disk")
+	require.NoError(t, os.WriteFile(path, make([]byte, 1<<20), 0o600))
+	f, err := Open(path, Options{Direct: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	if !f.Direct() {
+		t.Skip("temp dir file system has no O_DIRECT")
+	}
+	results := make(chan AsyncResult, 16)
+	a, err := NewAsyncIO(f, 16, func(rs []AsyncResult) {
+		for _, r := range rs {
+			results <- r
+		}
+	})
+	require.NoError(t, err)
+	return a, results
+}
+
+// A reaper waiting in its raw io_getevents holds a P: a stop-the-world
+// (every GC has two) must still get it at once, not after the wait's
+// timeout. The wait is made to last by counting a request in flight
+// that was never submitted, and the raw wait's timeout is made 1 s.
+func TestAsyncIORawWaitLetsTheWorldStop(t *testing.T) {
+	if !rawWait {
+		t.Skip("GODEBUG asyncpreemptoff=1: the reaper waits as an ordinary system call")
+	}
+	defer func(d time.Duration) { rawIdle = d }(rawIdle)
+	rawIdle = time.Second
+	a, results := openInternalAsync(t)
+	a.inflight.Add(1)
+	p := AlignedBuffer(4096)
+	n, err := a.Submit([]AsyncOp{{Tag: 1, P: p}})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, uint64(1), (<-results).Tag)
+	// The reaper goes back to waiting, raw: one request is "in flight".
+	for range 5 {
+		time.Sleep(20 * time.Millisecond)
+		start := time.Now()
+		runtime.GC()
+		require.Less(t, time.Since(start), 300*time.Millisecond, "a GC waited for the reaper's io_getevents")
+	}
+	a.inflight.Add(-1)
+	require.NoError(t, a.Close())
+}
+
+// Each open AsyncIO adds one to GOMAXPROCS (its reaper's P); closing the
+// last one puts GOMAXPROCS back. Not parallel: no other AsyncIO is open.
+func TestAsyncIOHoldsAProc(t *testing.T) {
+	if !rawWait {
+		t.Skip("GODEBUG asyncpreemptoff=1: reapers hold no P")
+	}
+	procs.Lock()
+	require.Zero(t, procs.n, "an AsyncIO of another test is still open")
+	procs.Unlock()
+	before := runtime.GOMAXPROCS(0)
+	a, _ := openInternalAsync(t)
+	require.Equal(t, before+1, runtime.GOMAXPROCS(0))
+	b, _ := openInternalAsync(t)
+	require.Equal(t, before+2, runtime.GOMAXPROCS(0))
+	require.NoError(t, a.Close())
+	require.Equal(t, before+1, runtime.GOMAXPROCS(0))
+	require.NoError(t, b.Close())
+	require.Equal(t, before, runtime.GOMAXPROCS(0))
+}
+
+func TestGodebug(t *testing.T) {
+	require.Equal(t, "", godebug("", "asyncpreemptoff"))
+	require.Equal(t, "1", godebug("asyncpreemptoff=1", "asyncpreemptoff"))
+	require.Equal(t, "0", godebug("asyncpreemptoff=1,gctrace=1,asyncpreemptoff=0", "asyncpreemptoff"))
+	require.Equal(t, "", godebug("xasyncpreemptoff=1", "asyncpreemptoff"))
 }
