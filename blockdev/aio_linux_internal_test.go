@@ -92,6 +92,9 @@ func openInternalAsync(t *testing.T) (*AsyncIO, chan AsyncResult) {
 		}
 	})
 	require.NoError(t, err)
+	// Registered after f's: runs first. Close is idempotent; a test that
+	// stops early leaves no reaper (and no held P) to the next one.
+	t.Cleanup(func() { a.Close() })
 	return a, results
 }
 
@@ -107,6 +110,14 @@ func TestAsyncIORawWaitLetsTheWorldStop(t *testing.T) {
 	rawIdle = time.Second
 	a, results := openInternalAsync(t)
 	a.inflight.Add(1)
+	undone := false
+	undo := func() { // else Close would wait for it forever
+		if !undone {
+			undone = true
+			a.inflight.Add(-1)
+		}
+	}
+	defer undo()
 	p := AlignedBuffer(4096)
 	n, err := a.Submit([]AsyncOp{{Tag: 1, P: p}})
 	require.NoError(t, err)
@@ -119,7 +130,7 @@ func TestAsyncIORawWaitLetsTheWorldStop(t *testing.T) {
 		runtime.GC()
 		require.Less(t, time.Since(start), 300*time.Millisecond, "a GC waited for the reaper's io_getevents")
 	}
-	a.inflight.Add(-1)
+	undo()
 	require.NoError(t, a.Close())
 }
 
