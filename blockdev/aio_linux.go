@@ -50,9 +50,12 @@ import (
 // program keeps its processors, each AsyncIO adds one to GOMAXPROCS for
 // its lifetime (see holdProc; this also ends the runtime's automatic
 // GOMAXPROCS updates while one is open). The raw wait stays
-// stoppable: a stop-the-world or sysmon's preemption of a long-running
-// goroutine signals the thread, io_getevents returns EINTR (it is never
-// restarted, SA_RESTART or not) and the reaper yields. When idle, or
+// stoppable: a stop-the-world, the GC's stack scan or sysmon's preemption
+// of a long-running goroutine signals the thread, io_getevents returns
+// EINTR (it is never restarted, SA_RESTART or not), the reaper yields and
+// waits once as an ordinary system call (yielding alone let it re-enter
+// the raw wait before the GC caught it: a GC held for seconds on a busy
+// machine). When idle, or
 // with async preemption turned off (GODEBUG
 // asyncpreemptoff=1: no signal would end the wait), it waits as an
 // ordinary system call, so an idle daemon costs no wake-ups. Idle means
@@ -283,10 +286,12 @@ func (a *AsyncIO) reap(depth int) {
 	ts := unix.NsecToTimespec(int64(time.Second))
 	tsRaw := unix.NsecToTimespec(int64(rawIdle))
 	idle := true
+	interrupted := false
 	for {
 		var n uintptr
 		var e unix.Errno
-		raw := rawWait && !idle
+		raw := rawWait && !idle && !interrupted
+		interrupted = false
 		if raw {
 			// See WAITING FOR COMPLETIONS.
 			n, _, e = unix.RawSyscall6(unix.SYS_IO_GETEVENTS, a.ctx, 1, uintptr(len(events)),
@@ -298,7 +303,13 @@ func (a *AsyncIO) reap(depth int) {
 		}
 		if e == unix.EINTR {
 			// A signal: maybe the runtime wants this P (a stop-the-world,
-			// a preemption); RawSyscall6 is no preemption point.
+			// a preemption, the GC's stack scan). RawSyscall6 is no
+			// preemption point, and a yield alone is not enough: the
+			// reaper, runnable again at once, can re-enter the raw wait
+			// before the GC catches it stopped, again and again. So the
+			// next wait is an ordinary system call, where the runtime
+			// takes the P and scans the stack without the reaper's help.
+			interrupted = true
 			runtime.Gosched()
 		} else if e != 0 {
 			panic(fmt.Sprintf("blockdev: io_getevents on %s: %v", a.f.path, e))

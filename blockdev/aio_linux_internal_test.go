@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -98,16 +100,22 @@ func openInternalAsync(t *testing.T) (*AsyncIO, chan AsyncResult) {
 	return a, results
 }
 
-// A reaper waiting in its raw io_getevents holds a P: a stop-the-world
-// (every GC has two) must still get it at once, not after the wait's
-// timeout. The wait is made to last by counting a request in flight
-// that was never submitted, and the raw wait's timeout is made 1 s.
+// A reaper waiting in its raw io_getevents holds a P: the runtime must
+// still stop the world and scan the reaper's stack at once (every GC does
+// both), not after the wait's timeout, and not only after a livelock of
+// signals (interrupted, the reaper is runnable again at once and goes back
+// into the raw wait before the GC catches it stopped: on a busy machine
+// that held a GC for seconds). The wait is made to last by counting a
+// request in flight that was never submitted, and the raw wait's timeout
+// is made 2 s; each round first completes a real read, which puts the
+// reaper back on its raw wait, and spinning goroutines keep the other
+// processors busy (a GC then takes 10-120 ms here).
 func TestAsyncIORawWaitLetsTheWorldStop(t *testing.T) {
 	if !rawWait {
 		t.Skip("GODEBUG asyncpreemptoff=1: the reaper waits as an ordinary system call")
 	}
 	defer func(d time.Duration) { rawIdle = d }(rawIdle)
-	rawIdle = time.Second
+	rawIdle = 2 * time.Second
 	a, results := openInternalAsync(t)
 	a.inflight.Add(1)
 	undone := false
@@ -118,17 +126,29 @@ func TestAsyncIORawWaitLetsTheWorldStop(t *testing.T) {
 		}
 	}
 	defer undo()
+	var stop atomic.Bool
+	var spinners sync.WaitGroup
+	defer func() { stop.Store(true); spinners.Wait() }()
+	for range max(1, runtime.GOMAXPROCS(0)-2) {
+		spinners.Add(1)
+		go func() {
+			defer spinners.Done()
+			for !stop.Load() {
+			}
+		}()
+	}
 	p := AlignedBuffer(4096)
-	n, err := a.Submit([]AsyncOp{{Tag: 1, P: p}})
-	require.NoError(t, err)
-	require.Equal(t, 1, n)
-	require.Equal(t, uint64(1), (<-results).Tag)
-	// The reaper goes back to waiting, raw: one request is "in flight".
-	for range 5 {
-		time.Sleep(20 * time.Millisecond)
+	for i := range 30 {
+		n, err := a.Submit([]AsyncOp{{Tag: uint64(i), P: p}})
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		require.Equal(t, uint64(i), (<-results).Tag)
+		// The reaper is back on its raw wait (sysmon would interrupt it
+		// after 10 ms of it).
+		time.Sleep(2 * time.Millisecond)
 		start := time.Now()
 		runtime.GC()
-		require.Less(t, time.Since(start), 300*time.Millisecond, "a GC waited for the reaper's io_getevents")
+		require.Less(t, time.Since(start), 500*time.Millisecond, "a GC waited for the reaper's io_getevents")
 	}
 	undo()
 	require.NoError(t, a.Close())
