@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,26 +43,29 @@ import (
 // WAITING FOR COMPLETIONS: while the disk is busy the reaper waits in
 // io_getevents as a raw system call, keeping its P (Go's processor)
 // instead of entering the scheduler's syscall state. In that state, a
-// wait longer than a sysmon tick (20 us, about one device latency) had
-// the P retaken and handed to another thread, and the completion's
-// return had to find a P again: several thread switches per completion,
-// and sysmon polling at its fastest rate; on a 2-CPU machine that was a
-// tenth of the daemons' CPU per replicated write. So that the rest of the
-// program keeps its processors, each AsyncIO adds one to GOMAXPROCS for
-// its lifetime (see holdProc; this also ends the runtime's automatic
-// GOMAXPROCS updates while one is open). The raw wait stays
-// stoppable: a stop-the-world, the GC's stack scan or sysmon's preemption
-// of a long-running goroutine signals the thread, io_getevents returns
-// EINTR (it is never restarted, SA_RESTART or not), the reaper yields and
-// waits once as an ordinary system call (yielding alone let it re-enter
-// the raw wait before the GC caught it: a GC held for seconds on a busy
-// machine). When idle, or
-// with async preemption turned off (GODEBUG
-// asyncpreemptoff=1: no signal would end the wait), it waits as an
-// ordinary system call, so an idle daemon costs no wake-ups. Idle means
-// nothing in flight for rawIdle: a queue that drains between two
-// submissions (most completions of a 4 KiB workload find the disk's queue
-// empty) stays on the raw wait.
+// wait longer than a sysmon tick (20 us, about one device latency) lost
+// the P whenever other goroutines were queued on it or no P was idle,
+// and the completion's return had to find a P again: several thread
+// switches per completion, and sysmon polling at its fastest rate; on a
+// 2-CPU machine that was a tenth of the daemons' CPU per replicated
+// write. So that the rest of the program keeps its processors, the
+// AsyncIOs add to GOMAXPROCS one P each, at most as many as it had (see
+// holdProc), and no more reapers wait raw at once than Ps were added
+// (rawSlots): the others wait as ordinary system calls. The raw wait
+// stays stoppable: a stop-the-world, the GC's stack scan or sysmon's
+// preemption of a long-running goroutine signals the thread,
+// io_getevents returns EINTR (it is never restarted, SA_RESTART or not),
+// the reaper passes a preemption point (yieldToRuntime) and waits once as
+// an ordinary system call (a plain yield let it re-enter the raw wait
+// before the GC caught it stopped: a GC held for seconds on a busy
+// machine). A timer or goroutine queued on the reaper's P meanwhile runs
+// when another P steals it or the wait ends (a completion, at the latest
+// rawIdle). When idle, or with async preemption off (GODEBUG
+// asyncpreemptoff or gccheckmark: no signal would end the wait), it waits
+// as an ordinary system call, so an idle daemon costs no extra wake-ups.
+// Idle means nothing in flight for rawIdle: a queue that drains between
+// two submissions (most completions of a 4 KiB workload find the disk's
+// queue empty) stays on the raw wait.
 type AsyncIO struct {
 	f    *File
 	ctx  uintptr // aio_context_t
@@ -167,7 +171,7 @@ func NewAsyncIO(f *File, depth int, done func([]AsyncResult)) (*AsyncIO, error) 
 		reaped: make(chan struct{}),
 	}
 	holdProc(1)
-	go a.reap(depth)
+	go a.reap(depth, rawIdle)
 	return a, nil
 }
 
@@ -275,7 +279,7 @@ const wakeTag = ^uint64(0)
 // address of its ring: destroyed while the reaper is between two
 // io_getevents, it could be reused by another AsyncIO's io_setup, and the
 // old reaper would then take (and misdeliver) the new context's events.
-func (a *AsyncIO) reap(depth int) {
+func (a *AsyncIO) reap(depth int, rawIdle time.Duration) {
 	defer close(a.reaped)
 	defer holdProc(-1)
 	defer unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0) //nolint:errcheck // nothing is in flight
@@ -290,12 +294,13 @@ func (a *AsyncIO) reap(depth int) {
 	for {
 		var n uintptr
 		var e unix.Errno
-		raw := rawWait && !idle && !interrupted
+		raw := !idle && !interrupted && takeRawSlot()
 		interrupted = false
 		if raw {
 			// See WAITING FOR COMPLETIONS.
 			n, _, e = unix.RawSyscall6(unix.SYS_IO_GETEVENTS, a.ctx, 1, uintptr(len(events)),
 				uintptr(unsafe.Pointer(&events[0])), uintptr(unsafe.Pointer(&tsRaw)), 0)
+			rawWaiting.Add(-1)
 			idle = e == 0 && n == 0 && a.inflight.Load() == 0
 		} else {
 			n, _, e = unix.Syscall6(unix.SYS_IO_GETEVENTS, a.ctx, 1, uintptr(len(events)),
@@ -310,7 +315,7 @@ func (a *AsyncIO) reap(depth int) {
 			// next wait is an ordinary system call, where the runtime
 			// takes the P and scans the stack without the reaper's help.
 			interrupted = true
-			runtime.Gosched()
+			yieldToRuntime()
 		} else if e != 0 {
 			panic(fmt.Sprintf("blockdev: io_getevents on %s: %v", a.f.path, e))
 		}
@@ -378,37 +383,71 @@ func (a *AsyncIO) Close() error {
 
 // rawIdle is how long a raw wait lasts before the reaper, finding
 // nothing in flight, waits as an ordinary system call until the next
-// completion. A variable for tests.
+// completion. NewAsyncIO hands it to the reaper; tests change it.
 var rawIdle = 10 * time.Millisecond
 
 // rawWait: reapers may wait holding their P (see WAITING FOR
-// COMPLETIONS). Not with async preemption off: no signal would end a
-// wait when the runtime needs the P.
-var rawWait = godebug(os.Getenv("GODEBUG"), "asyncpreemptoff") != "1"
+// COMPLETIONS). Not with async preemption off (any non-zero
+// asyncpreemptoff, or gccheckmark, which turns it off too): no signal
+// would end a wait when the runtime needs the P.
+var rawWait = asyncPreemption(os.Getenv("GODEBUG"))
 
-// godebug returns the value of key in a GODEBUG string (the last one
-// wins, as in the runtime).
-func godebug(s, key string) string {
-	v := ""
+// asyncPreemption reports whether the runtime preempts with signals
+// under this GODEBUG string.
+func asyncPreemption(s string) bool {
+	return !godebugSet(s, "asyncpreemptoff") && !godebugSet(s, "gccheckmark")
+}
+
+// godebugSet reports whether key has a non-zero integer value in a
+// GODEBUG string (the last one wins, as in the runtime).
+func godebugSet(s, key string) bool {
+	set := false
 	for _, kv := range strings.Split(s, ",") {
 		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
-			v = val
+			n, err := strconv.Atoi(val)
+			set = err == nil && n != 0
 		}
 	}
-	return v
+	return set
 }
+
+// yieldToRuntime is a preemption point after a signal ended a raw wait:
+// not inlined, its prologue sees a pending preemption request and, when
+// the GC asked the goroutine to stop for its stack scan, parks it there
+// (the runtime's Gosched, inlined into the loop, would not).
+//
+//go:noinline
+func yieldToRuntime() { runtime.Gosched() }
 
 // procs is the processors added to GOMAXPROCS for the reapers.
 var procs struct {
 	sync.Mutex
-	n    int // open AsyncIOs
-	base int // GOMAXPROCS before the first of them
+	n     int // open AsyncIOs
+	base  int // GOMAXPROCS before the first of them
+	added int // Ps added: min(n, base)
+}
+
+// rawLimit is how many reapers may wait raw at once (the Ps added);
+// rawWaiting how many do.
+var rawLimit, rawWaiting atomic.Int32
+
+// takeRawSlot reserves a raw wait; the caller releases it with
+// rawWaiting.Add(-1) when the wait returned.
+func takeRawSlot() bool {
+	if rawWaiting.Add(1) <= rawLimit.Load() {
+		return true
+	}
+	rawWaiting.Add(-1)
+	return false
 }
 
 // holdProc adds d (+1 or -1) open AsyncIOs and sets GOMAXPROCS to what
-// it was before the first one plus one per open AsyncIO: a reaper waiting
-// on a busy disk keeps its P, so the rest of the program keeps as many
-// as it had. When the last one closes, GOMAXPROCS is what it was.
+// it was before the first one plus one per open AsyncIO, at most twice
+// that: a reaper waiting raw on a busy disk keeps its P, so the rest of
+// the program keeps as many as it had. When the last one closes,
+// GOMAXPROCS is what it was; the runtime's automatic updates (cgroup CPU
+// limits), which any runtime.GOMAXPROCS call ends, are turned back on
+// unless the GOMAXPROCS environment variable set it.
 func holdProc(d int) {
 	if !rawWait {
 		return
@@ -419,5 +458,22 @@ func holdProc(d int) {
 		procs.base = runtime.GOMAXPROCS(0)
 	}
 	procs.n += d
-	runtime.GOMAXPROCS(procs.base + procs.n)
+	added := min(procs.n, procs.base)
+	if added == procs.added {
+		return
+	}
+	if added < procs.added {
+		rawLimit.Store(int32(added)) // fewer raw waits before fewer Ps
+	}
+	switch {
+	case added > 0 || os.Getenv("GOMAXPROCS") != "":
+		runtime.GOMAXPROCS(procs.base + added)
+	case runtime.GOMAXPROCS(0) == procs.base+procs.added:
+		// Nobody else changed it meanwhile.
+		runtime.SetDefaultGOMAXPROCS()
+	default:
+		runtime.GOMAXPROCS(procs.base)
+	}
+	procs.added = added
+	rawLimit.Store(int32(added))
 }
