@@ -37,22 +37,7 @@ func TestIocbLayout(t *testing.T) {
 // rwFlags puts it): Submit takes the ops before the refused one, names
 // the error, and AcceptsFlush / AcceptsFUA turn false; plain writes go on.
 func TestAsyncIORefusedFlushAndFUA(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "disk")
-	require.NoError(t, os.WriteFile(path, make([]byte, 1<<20), 0o600))
-	f, err := Open(path, Options{Direct: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { f.Close() })
-	if !f.Direct() {
-		t.Skip("temp dir file system has no O_DIRECT")
-	}
-	results := make(chan AsyncResult, 16)
-	a, err := NewAsyncIO(f, 16, func(rs []AsyncResult) {
-		for _, r := range rs {
-			results <- r
-		}
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { a.Close() })
+	a, results := openInternalAsync(t)
 	a.testRWFlags = 1 << 30
 	p := AlignedBuffer(4096)
 	refused := func(err error) bool {
@@ -79,6 +64,8 @@ func TestAsyncIORefusedFlushAndFUA(t *testing.T) {
 	require.NoError(t, r.Err)
 }
 
+// openInternalAsync opens an AsyncIO of depth 16 on a 1 MiB O_DIRECT
+// file; its results arrive on the channel.
 func openInternalAsync(t *testing.T) (*AsyncIO, chan AsyncResult) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "disk")
