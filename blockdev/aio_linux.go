@@ -309,11 +309,12 @@ func (a *AsyncIO) reap(depth int, rawIdle time.Duration) {
 		if e == unix.EINTR {
 			// A signal: maybe the runtime wants this P (a stop-the-world,
 			// a preemption, the GC's stack scan). RawSyscall6 is no
-			// preemption point, and a yield alone is not enough: the
-			// reaper, runnable again at once, can re-enter the raw wait
-			// before the GC catches it stopped, again and again. So the
-			// next wait is an ordinary system call, where the runtime
-			// takes the P and scans the stack without the reaper's help.
+			// preemption point, and runtime.Gosched inlined here is none
+			// either: the reaper, runnable again at once, re-entered the
+			// raw wait before the GC caught it stopped, again and again.
+			// yieldToRuntime is one, and the next wait is an ordinary
+			// system call, where the runtime takes the P and scans the
+			// stack without the reaper's help.
 			interrupted = true
 			yieldToRuntime()
 		} else if e != 0 {
