@@ -51,7 +51,7 @@ import (
 // write. So that the rest of the program keeps its processors, the
 // AsyncIOs add to GOMAXPROCS one P each, at most as many as it had (see
 // holdProc), and no more reapers wait raw at once than Ps were added
-// (rawSlots): the others wait as ordinary system calls. The raw wait
+// (takeRawSlot): the others wait as ordinary system calls. The raw wait
 // stays stoppable: a stop-the-world, the GC's stack scan or sysmon's
 // preemption of a long-running goroutine signals the thread,
 // io_getevents returns EINTR (it is never restarted, SA_RESTART or not),

@@ -101,7 +101,7 @@ func openInternalAsync(t *testing.T) (*AsyncIO, chan AsyncResult) {
 // processors busy (a GC then takes 10-120 ms here).
 func TestAsyncIORawWaitLetsTheWorldStop(t *testing.T) {
 	if !rawWait {
-		t.Skip("GODEBUG asyncpreemptoff=1: the reaper waits as an ordinary system call")
+		t.Skip("GODEBUG turns async preemption off: the reaper waits as an ordinary system call")
 	}
 	defer func(d time.Duration) { rawIdle = d }(rawIdle)
 	rawIdle = 10 * time.Second
