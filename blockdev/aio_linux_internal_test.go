@@ -182,3 +182,115 @@ func TestAsyncPreemption(t *testing.T) {
 	require.False(t, asyncPreemption("gccheckmark=1"))
 	require.True(t, asyncPreemption("xasyncpreemptoff=1,asyncpreemptoff=x"))
 }
+
+// A flush submitted from done while nothing else is in flight is run by
+// the reaper itself (FLUSHES SUBMITTED FROM DONE), in a batch with writes
+// too; one submitted while a request is in flight, or from outside done,
+// goes to the kernel. Every result arrives once, and the flush's tag with
+// no error.
+func TestAsyncIOFlushFromDone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk")
+	require.NoError(t, os.WriteFile(path, make([]byte, 1<<20), 0o600))
+	f, err := Open(path, Options{Direct: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	if !f.Direct() {
+		t.Skip("temp dir file system has no O_DIRECT")
+	}
+	p := AlignedBuffer(4096)
+	results := make(chan AsyncResult, 16)
+	then := make(chan []AsyncOp, 1) // what done submits after the next result
+	submitted := make(chan error, 1)
+	var a *AsyncIO
+	a, err = NewAsyncIO(f, 16, func(rs []AsyncResult) {
+		for _, r := range rs {
+			results <- r
+		}
+		select {
+		case ops := <-then:
+			n, err := a.Submit(ops)
+			if err == nil && n != len(ops) {
+				err = errors.New("not all taken")
+			}
+			submitted <- err
+		default:
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+	next := func(want ...uint64) {
+		t.Helper()
+		got := map[uint64]bool{}
+		for range want {
+			select {
+			case r := <-results:
+				require.NoError(t, r.Err, "tag %d", r.Tag)
+				require.False(t, got[r.Tag], "tag %d delivered twice", r.Tag)
+				got[r.Tag] = true
+			case <-time.After(10 * time.Second):
+				t.Fatalf("results %v: got only %v", want, got)
+			}
+		}
+		for _, tag := range want {
+			require.True(t, got[tag], "tag %d", tag)
+		}
+	}
+	// Each case starts with the reaper out of done (nothing is in flight:
+	// it does not go back in), so that done takes the case's ops from
+	// then after the case's own write, with nothing else in flight.
+	outOfDone := func() {
+		for a.delivering.Load() {
+			runtime.Gosched()
+		}
+	}
+	write := func(tag uint64) AsyncOp { return AsyncOp{Tag: tag, Write: true, P: p, Off: int64(tag) * 4096} }
+
+	// The last write's completion starts the flush: the reaper runs it.
+	then <- []AsyncOp{{Tag: 2, Flush: true}}
+	_, err = a.Submit([]AsyncOp{write(1)})
+	require.NoError(t, err)
+	next(1, 2)
+	require.NoError(t, <-submitted)
+	require.EqualValues(t, 1, a.reaperFlushes.Load())
+
+	// A write after it in the same Submit goes to the kernel, the flush to
+	// the reaper.
+	outOfDone()
+	then <- []AsyncOp{{Tag: 4, Flush: true}, write(5)}
+	_, err = a.Submit([]AsyncOp{write(3)})
+	require.NoError(t, err)
+	next(3, 4, 5)
+	require.NoError(t, <-submitted)
+	require.EqualValues(t, 2, a.reaperFlushes.Load())
+
+	// A write ahead of it is in flight when the flush comes: the kernel
+	// runs the flush, so the write's completion need not wait for it.
+	outOfDone()
+	then <- []AsyncOp{write(10), {Tag: 11, Flush: true}}
+	_, err = a.Submit([]AsyncOp{write(6)})
+	require.NoError(t, err)
+	next(6, 10, 11)
+	require.NoError(t, <-submitted)
+	require.EqualValues(t, 2, a.reaperFlushes.Load())
+
+	// With a request in flight (counted, never submitted) the flush would
+	// hold back its completion: the kernel runs it.
+	outOfDone()
+	a.inflight.Add(1)
+	then <- []AsyncOp{{Tag: 8, Flush: true}}
+	_, err = a.Submit([]AsyncOp{write(7)})
+	require.NoError(t, err)
+	next(7, 8)
+	require.NoError(t, <-submitted)
+	a.inflight.Add(-1)
+	require.EqualValues(t, 2, a.reaperFlushes.Load())
+
+	// Not from done: the kernel.
+	outOfDone()
+	_, err = a.Submit([]AsyncOp{{Tag: 9, Flush: true}})
+	require.NoError(t, err)
+	next(9)
+	require.EqualValues(t, 2, a.reaperFlushes.Load())
+	require.NoError(t, a.Close())
+	require.Zero(t, a.inflight.Load())
+}
