@@ -121,13 +121,25 @@ var (
 // of at most fuzzPadMax bytes, it returns data with that packet completed
 // by zero bytes, else nil. (Each require runs only once its check failed:
 // see reencode.)
+// countReads counts the Reads of r.
+type countReads struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *countReads) Read(p []byte) (int, error) {
+	c.reads++
+	return c.r.Read(p)
+}
+
 func readStream(t *testing.T, data []byte, sel uint8) []byte {
 	d := fuzzDialect(sel)
 	ahead := fuzzReadAhead
 	if sel&0x80 != 0 {
 		ahead = fuzzSmallReadAhead
 	}
-	ahead.Reset(bytes.NewReader(data))
+	src := &countReads{r: bytes.NewReader(data)}
+	ahead.Reset(src)
 	r := NewReader(ahead, func(n int) []byte {
 		if n > MaxBIOSize || n <= 0 {
 			panic(fmt.Sprintf("allocator asked for %d bytes", n))
@@ -144,7 +156,11 @@ func readStream(t *testing.T, data []byte, sel uint8) []byte {
 	}
 	off := 0
 	for {
+		complete, reads := r.Complete(), src.reads
 		m, err := r.ReadMessage()
+		if complete && src.reads != reads {
+			t.Fatalf("Complete, yet ReadMessage read the stream (%v)", err)
+		}
 		pm, n, perr := Decode(d, data[off:])
 		if err != nil {
 			var pe *ProtocolError

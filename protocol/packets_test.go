@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -570,4 +571,80 @@ func TestReaderBuffered(t *testing.T) {
 	_, err = r.ReadMessage()
 	require.NoError(t, err)
 	require.Zero(t, r.Buffered())
+}
+
+// chunks hands out its pieces one Read at a time and counts the Reads.
+type chunks struct {
+	parts [][]byte
+	reads int
+}
+
+func (c *chunks) Read(p []byte) (int, error) {
+	c.reads++
+	if len(c.parts) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.parts[0])
+	if c.parts[0] = c.parts[0][n:]; len(c.parts[0]) == 0 {
+		c.parts = c.parts[1:]
+	}
+	return n, nil
+}
+
+// Complete is true exactly when ReadMessage would return without another
+// Read of the stream: the next packet is whole in the read-ahead (an
+// ignorable unknown one too), or its header is already one ReadMessage
+// rejects; not for a partial header or payload.
+func TestReaderComplete(t *testing.T) {
+	t.Parallel()
+	d := Dialect{Version: 101, Features: FeaturesAll}
+	ping := h100(CmdPing, 0, nil)
+	ack := h100(CmdWriteAck, 24, make([]byte, 24))
+	skip := h100(0x1234, 100, make([]byte, 100))
+	// One Read: ping, ack, skip and the first 10 bytes of another ack.
+	// A second Read: the rest of that ack.
+	first := slices.Concat(ping, ack, skip, ack[:10])
+	src := &chunks{parts: [][]byte{first, ack[10:]}}
+	r := NewReader(src, nil)
+	require.NoError(t, r.SetDialect(d))
+	require.False(t, r.Complete(), "nothing read yet")
+	for _, want := range []Cmd{CmdPing, CmdWriteAck, 0x1234} {
+		m, err := r.ReadMessage()
+		require.NoError(t, err)
+		require.Equal(t, 1, src.reads, "cmd %v", want)
+		if u, ok := m.Packet.(*Unknown); ok {
+			require.Equal(t, want, u.Cmd)
+		}
+		if want != 0x1234 {
+			require.True(t, r.Complete(), "after %v", want)
+		}
+	}
+	require.False(t, r.Complete(), "a partial header")
+	_, err := r.ReadMessage()
+	require.NoError(t, err)
+	require.Equal(t, 2, src.reads)
+	require.False(t, r.Complete(), "nothing buffered")
+
+	// A partial payload.
+	r = NewReader(&chunks{parts: [][]byte{slices.Concat(ping, ack[:20])}}, nil)
+	require.NoError(t, r.SetDialect(d))
+	_, err = r.ReadMessage()
+	require.NoError(t, err)
+	require.False(t, r.Complete())
+
+	// A header ReadMessage rejects (bad magic; a ping with a payload):
+	// complete, and ReadMessage fails without reading.
+	for _, bad := range [][]byte{bytes.Repeat([]byte{0xff}, 16), h100(CmdPing, 1, []byte{0})} {
+		src = &chunks{parts: [][]byte{slices.Concat(ping, bad)}}
+		r = NewReader(src, nil)
+		require.NoError(t, r.SetDialect(d))
+		_, err = r.ReadMessage()
+		require.NoError(t, err)
+		require.True(t, r.Complete())
+		_, err = r.ReadMessage()
+		var pe *ProtocolError
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, 1, src.reads)
+		require.True(t, r.Complete(), "after an error: ReadMessage returns it at once")
+	}
 }

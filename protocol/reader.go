@@ -60,6 +60,34 @@ func (r *Reader) Dialect() Dialect { return r.d }
 // waiting for the network.
 func (r *Reader) Buffered() int { return r.br.Buffered() }
 
+// Complete reports whether ReadMessage would return without reading the
+// stream: the next packet is entirely in the read-ahead, or its header is
+// there and is one ReadMessage rejects, or the Reader already failed.
+func (r *Reader) Complete() bool {
+	if r.err != nil {
+		return true
+	}
+	hs := r.d.HeaderSize()
+	n := r.br.Buffered()
+	if n < hs {
+		return false
+	}
+	hb, err := r.br.Peek(hs)
+	if err != nil {
+		return false
+	}
+	h, err := ParseHeader(r.d, hb)
+	if err != nil {
+		return true
+	}
+	if !h.Cmd.Ignorable() || known(h.Cmd) {
+		if _, err := check(r.d, h); err != nil {
+			return true
+		}
+	}
+	return int64(n-hs) >= int64(h.Length)
+}
+
 // ReadMessage reads the next packet. At a clean end of stream between
 // packets it returns io.EOF; a stream that ends inside a packet gives
 // io.ErrUnexpectedEOF. A packet DRBD 8.4 would reject gives a

@@ -22,11 +22,12 @@
 // at a time from its inbox (a packet, a disk or metadata completion, a
 // Sent token, a tick, an admin command, an NBD request), then pumps:
 // while the node has a Ready, copy it, Advance, and carry it out in the
-// order of the Ready contract. A socket reader with the last packet that
-// arrived, or the AIO reaper with a batch of completions, runs the input
-// and the pump itself instead when the loop is idle and nothing is
-// queued for it (runInline, under the loop's mutex): a replicated write
-// then crosses no extra thread on either node.
+// order of the Ready contract. A socket reader with the packets that
+// arrived (each one complete in its read-ahead, then one pump), or the
+// AIO reaper with a batch of completions, runs the inputs and the pump
+// itself instead when the loop is idle and nothing is queued for it
+// (runInline, under the loop's mutex): a replicated write then crosses no
+// extra thread on either node.
 //
 //	Events      -> zap: one Info line per state change (typed fields)
 //	Dialect     -> a switch marker ahead of the Ready's packets on both

@@ -1,11 +1,16 @@
 package driver
 
 import (
+	"bytes"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/gdrbd/gdrbd/protocol"
+	"github.com/gdrbd/gdrbd/replication"
 )
 
 // TestRunInlineKeepsEachProducersOrder: goroutines that hand inputs to the
@@ -54,4 +59,50 @@ func TestRunInlineKeepsEachProducersOrder(t *testing.T) {
 	t.Logf("%d of %d inputs ran inline", inline, producers*each)
 	require.Positive(t, inline)
 	require.Less(t, inline, int64(producers*each))
+}
+
+// A reader's inline batch (receiveBuffered) gives the core every packet
+// complete in the read-ahead, in order, and stops at a malformed one: the
+// connection fails with the protocol error and nothing after it is read;
+// a partial packet ends the batch without waiting for the rest.
+func TestReceiveBufferedStopsAtMalformed(t *testing.T) {
+	ctx := testCtx(t)
+	nodes := newPair(t, pairOpts{})
+	up(t, ctx, nodes)
+	waitState(t, ctx, nodes[alpha], "connected", connected)
+	r := nodes[alpha].res
+	ours := protocol.ConnectionFeatures{ProtocolMin: protocol.ProtocolMin, ProtocolMax: protocol.ProtocolMax, FeatureFlags: r.set.core.Features}
+	d, err := protocol.Agree(ours, ours)
+	require.NoError(t, err)
+	ping, err := protocol.AppendMessage(nil, d, protocol.Message{Packet: &protocol.Empty{Cmd: protocol.CmdPing}})
+	require.NoError(t, err)
+	reader := func(b []byte) (*protocol.Reader, protocol.Message) {
+		rd := protocol.NewReader(bytes.NewReader(b), nil)
+		require.NoError(t, rd.SetDialect(d))
+		m, err := rd.ReadMessage() // reads all of b into the read-ahead
+		require.NoError(t, err)
+		return rd, m
+	}
+
+	// Three pings and half of a fourth: three received, the half left.
+	rd, m := reader(slices.Concat(ping, ping, ping, ping[:5]))
+	var failed bool
+	var c *peerConn
+	require.NoError(t, r.call(ctx, func() {
+		c = r.conn
+		failed = r.receiveBuffered(c, replication.MetaStream, rd, m, ours, 1)
+	}))
+	require.False(t, failed)
+	require.Equal(t, 5, rd.Buffered())
+
+	// A ping, a bad header, a ping: the first received, the error ends the
+	// batch and the connection, the last ping is never read.
+	rd, m = reader(slices.Concat(ping, bytes.Repeat([]byte{0xff}, len(ping)), ping))
+	require.NoError(t, r.call(ctx, func() {
+		require.Same(t, c, r.conn)
+		failed = r.receiveBuffered(c, replication.MetaStream, rd, m, ours, 1)
+		require.Contains(t, c.failReason, "protocol error")
+	}))
+	require.True(t, failed)
+	require.Equal(t, len(ping), rd.Buffered())
 }

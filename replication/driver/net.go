@@ -588,21 +588,52 @@ func (r *Resource) readSocket(c *peerConn, s replication.Stream, d protocol.Dial
 			r.post(func() { r.connFailed(c, s == replication.DataStream, reason) })
 			return
 		}
-		if f, ok := m.Packet.(*protocol.ConnectionFeatures); ok && s == replication.DataStream && !rd.Dialect().Agreed() {
-			if agreed, err := protocol.Agree(ours, *f); err == nil {
-				_ = rd.SetDialect(agreed)
+		agreeDialect(rd, s, m, ours)
+		// The packet runs on this goroutine when the loop is idle (no
+		// hand-off on a replicated write's path), and so do the packets
+		// complete in the read-ahead behind it, before one pump: one disk
+		// submission, one writev for the batch, as when the loop takes
+		// them. Else it goes to the loop.
+		failed := false
+		if r.runInline(func() { failed = r.receiveBuffered(c, s, rd, m, ours, limit) }) {
+			if failed {
+				return
 			}
-		}
-		// The last packet that arrived runs on this goroutine when the
-		// loop is idle (no hand-off on a replicated write's path); while
-		// more are buffered they go to the loop, which takes them all
-		// before it pumps (one disk submission, one writev for the batch).
-		if rd.Buffered() == 0 && r.runInline(func() { r.receive(c, s, m) }) {
 			continue
 		}
 		if !r.post(func() { r.receive(c, s, m) }) {
 			return
 		}
+	}
+}
+
+// agreeDialect switches rd to the dialect agreed by the peer's
+// P_CONNECTION_FEATURES (m) on the data stream: the next packet uses it.
+func agreeDialect(rd *protocol.Reader, s replication.Stream, m protocol.Message, ours protocol.ConnectionFeatures) {
+	if f, ok := m.Packet.(*protocol.ConnectionFeatures); ok && s == replication.DataStream && !rd.Dialect().Agreed() {
+		if agreed, err := protocol.Agree(ours, *f); err == nil {
+			_ = rd.SetDialect(agreed)
+		}
+	}
+}
+
+// receiveBuffered, on the loop (the reader's runInline), receives m and
+// then every packet complete in rd's read-ahead, none of which waits for
+// the network, while the data stream's receive backlog is under limit;
+// as the reader would one by one. true: reading failed, the core was
+// told (connFailed) and the reader stops.
+func (r *Resource) receiveBuffered(c *peerConn, s replication.Stream, rd *protocol.Reader, m protocol.Message, ours protocol.ConnectionFeatures, limit int64) bool {
+	for {
+		r.receive(c, s, m)
+		if !rd.Complete() || s == replication.DataStream && int64(r.node.RecvBacklog()) >= limit {
+			return false
+		}
+		var err error
+		if m, err = rd.ReadMessage(); err != nil {
+			r.connFailed(c, s == replication.DataStream, failureReason("receive", err))
+			return true
+		}
+		agreeDialect(rd, s, m, ours)
 	}
 }
 
