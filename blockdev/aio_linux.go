@@ -27,7 +27,8 @@ import (
 // send the others through the synchronous Device methods. A flush
 // (IOCB_CMD_FDSYNC, Linux 4.18+) goes the same way: the kernel runs the
 // fdatasync in its own worker, so the caller neither blocks nor wakes a
-// thread of its own to start it; and so does a FUA write (RWF_DSYNC,
+// thread of its own to start it (a flush done submits is run by the
+// reaper: FLUSHES SUBMITTED FROM DONE); and so does a FUA write (RWF_DSYNC,
 // Linux 4.13+). Where the kernel refuses one, AcceptsFlush or AcceptsFUA
 // turns false and callers use Device.Flush (after the write). Where native
 // AIO is missing (a seccomp filter, fs.aio-max-nr exhausted) NewAsyncIO
@@ -67,24 +68,25 @@ import (
 // two submissions (most completions of a 4 KiB workload find the disk's
 // queue empty) stays on the raw wait.
 //
-// FLUSHES SUBMITTED FROM DONE: a flush submitted while the reaper is
-// delivering results (from done, which is where a Secondary learns that
-// the last write of an epoch completed and flushes before the next
-// epoch's writes may start) with nothing else in flight is not handed to
-// the kernel: the reaper runs the fdatasync itself when done returns,
-// and delivers its result like any other. (With requests in flight their
-// completions would wait behind it; ops submitted after it, in the same
-// Submit or later from done, go to the kernel and are reaped after it.) Through IOCB_CMD_FDSYNC the kernel queues the fsync to a
+// FLUSHES SUBMITTED FROM DONE: a flush that done itself submits
+// (SubmitFromDone; done is where a Secondary learns that the last write
+// of an epoch completed and flushes before the next epoch's writes may
+// start) with nothing else in flight is not handed to the kernel: the
+// reaper runs the fdatasync itself when done returns, and delivers its
+// result like any other. With requests in flight their completions would
+// wait behind it: the kernel runs it. Ops submitted after it, in the same
+// call or later from done, go to the kernel and are reaped after it. Through IOCB_CMD_FDSYNC the kernel queues the fsync to a
 // worker thread that has to be woken, and its completion wakes the
 // reaper again: two thread wake-ups of 40-100 us each on a small
 // machine, per epoch, while the Secondary's disk has nothing else to do.
 // Meaning is unchanged: the fdatasync starts after the flush was
 // submitted, so every write that completed before that is covered.
-// Flushes submitted at any other time go to the kernel as before.
+// Flushes submitted with Submit, or from another goroutine, go to the
+// kernel.
 type AsyncIO struct {
 	f    *File
 	ctx  uintptr // aio_context_t
-	done func([]AsyncResult)
+	done func([]AsyncResult) bool
 
 	mu     sync.Mutex // serializes Submit; guards cbs, ptrs, closed
 	cbs    []iocb
@@ -102,12 +104,15 @@ type AsyncIO struct {
 	once        sync.Once
 
 	// Flushes the reaper runs itself (see FLUSHES SUBMITTED FROM DONE).
-	fmu        sync.Mutex
-	delivering atomic.Bool // set under fmu: the reaper is in done and looks at flushes after it
-	flushes    []uint64    // guarded by fmu: their tags
-	spare      []uint64    // the reaper's: the list it swapped out last
-	// reaperFlushes counts the flushes the reaper ran (tests).
-	reaperFlushes atomic.Int64
+	fmu sync.Mutex
+	// delivering is set under fmu: the reaper is in done, and looks at
+	// flushes when done returns.
+	delivering atomic.Bool
+	flushes    []uint64 // guarded by fmu: their tags
+	spare      []uint64 // the reaper's: the list it swapped out last
+	// reaperFlushes counts the flushes the reaper ran, yields the times
+	// it yielded after a delivery (tests).
+	reaperFlushes, yields atomic.Int64
 }
 
 // AsyncOp is one read, write or flush. Tag comes back in its AsyncResult.
@@ -174,8 +179,11 @@ var ErrAsyncUnavailable = errors.New("blockdev: native AIO unavailable")
 
 // NewAsyncIO sets up a native AIO context for f with room for depth
 // requests in flight and starts the goroutine that delivers results to
-// done. f must have been opened with O_DIRECT. Close it before f.
-func NewAsyncIO(f *File, depth int, done func([]AsyncResult)) (*AsyncIO, error) {
+// done. done must not keep the slice; it returns true when it readied a
+// goroutine that should run at once (the reaper then yields its processor
+// to it) and false when it did the work itself. f must have been opened
+// with O_DIRECT. Close it before f.
+func NewAsyncIO(f *File, depth int, done func([]AsyncResult) bool) (*AsyncIO, error) {
 	if !f.direct {
 		return nil, fmt.Errorf("%w: %s is not open with O_DIRECT", ErrAsyncUnavailable, f.path)
 	}
@@ -214,14 +222,20 @@ func (a *AsyncIO) AcceptsFlush() bool { return !a.noFlush.Load() }
 // until the kernel refused RWF_DSYNC on one (Linux 4.13+ takes it).
 func (a *AsyncIO) AcceptsFUA() bool { return !a.noFUA.Load() }
 
-// Submit queues ops and returns how many were taken (by the kernel, or a
-// flush by the reaper: FLUSHES SUBMITTED FROM DONE), in order; the caller carries out the rest (ops[n:]) some other way. An
+// Submit queues ops and returns how many the kernel took, in order; the caller carries out the rest (ops[n:]) some other way. An
 // error says why not all of them were taken (EAGAIN: the context is full;
 // EINVAL or EOPNOTSUPP for ops[n] a Flush or FUA write: the kernel has no
 // AIO fsync or RWF_DSYNC, and AcceptsFlush or AcceptsFUA is false from now
 // on). Every op must pass Accepts (a Flush: AcceptsFlush; a FUA write:
 // AcceptsFUA too); writes need a writable File.
-func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
+func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) { return a.submitOps(ops, false) }
+
+// SubmitFromDone is Submit for done itself, on the goroutine delivering
+// results: a flush among ops, with nothing in flight, is taken by the
+// reaper (FLUSHES SUBMITTED FROM DONE) and counts as taken.
+func (a *AsyncIO) SubmitFromDone(ops []AsyncOp) (int, error) { return a.submitOps(ops, true) }
+
+func (a *AsyncIO) submitOps(ops []AsyncOp, fromDone bool) (int, error) {
 	if len(ops) == 0 {
 		return 0, nil
 	}
@@ -264,7 +278,7 @@ func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 	// FLUSHES SUBMITTED FROM DONE) ends a run.
 	done := 0
 	for i := 0; i < len(ops); i++ {
-		if !ops[i].Flush || !a.delivering.Load() {
+		if !ops[i].Flush || !fromDone || !a.delivering.Load() {
 			continue
 		}
 		// The ops ahead of it first: the reaper takes it only when
@@ -281,9 +295,10 @@ func (a *AsyncIO) Submit(ops []AsyncOp) (int, error) {
 	return a.submit(ops, ptrs, done, len(ops))
 }
 
-// reaperTakesFlush queues the flush tagged tag for the reaper when it is
-// delivering results; false when it is not (the kernel runs the flush).
-// The reaper looks at the queue after done returned, under fmu.
+// reaperTakesFlush queues the flush tagged tag, submitted from done, for
+// the reaper; false when nothing would run it (the reaper is not in done)
+// or requests are in flight (the kernel runs the flush then). The reaper
+// looks at the queue after done returned, under fmu.
 func (a *AsyncIO) reaperTakesFlush(tag uint64) bool {
 	a.fmu.Lock()
 	defer a.fmu.Unlock()
@@ -333,20 +348,23 @@ func (a *AsyncIO) submit(ops []AsyncOp, ptrs []*iocb, from, to int) (int, error)
 
 // deliver gives results to done, then runs the flushes submitted from
 // done (FLUSHES SUBMITTED FROM DONE) and delivers theirs, until done
-// submits none. results is reused.
-func (a *AsyncIO) deliver(results []AsyncResult) {
+// submits none. results is reused. It returns whether a call of done
+// asked the reaper to yield.
+func (a *AsyncIO) deliver(results []AsyncResult) (yield bool) {
 	for {
 		a.fmu.Lock()
 		a.delivering.Store(true)
 		a.fmu.Unlock()
-		a.done(results)
+		if a.done(results) {
+			yield = true
+		}
 		a.fmu.Lock()
 		tags := a.flushes
 		a.flushes, a.spare = a.spare[:0], tags
 		a.delivering.Store(false)
 		a.fmu.Unlock()
 		if len(tags) == 0 {
-			break
+			return yield
 		}
 		err := a.f.Flush()
 		a.reaperFlushes.Add(int64(len(tags)))
@@ -431,19 +449,23 @@ func (a *AsyncIO) reap(depth int, rawIdle time.Duration) {
 				panic("blockdev: native AIO delivered more completions than were submitted")
 			}
 			if len(results) > 0 {
-				// done may ready a goroutine onto this P (the driver's
-				// event loop, a socket writer, an NBD reply writer); the
-				// reaper goes straight back to its wait all the same.
-				// ready() has already woken an idle thread, which takes
-				// the goroutine from this P within microseconds. A
-				// runtime.Gosched here (until 2026-11-26) woke one more
+				// done says whether it readied a goroutine that waits for
+				// these results (a caller blocked on a flush, or the
+				// driver's event loop when done handed the results to it):
+				// it is queued on this P, and yielding runs it on this
+				// thread now instead of after another thread was woken to
+				// steal it (qd1 + fsync: ~90 us off a flush's reply).
+				// When done ran everything itself, the reaper goes straight
+				// back to its wait: a yield then only woke another thread
 				// (goschedImpl calls wakep), which often took the reaper
-				// itself from the global queue while this thread went
-				// to sleep: two futex calls and a thread switch per
-				// batch, even when done had run everything inline. Without
-				// it, a 4 KiB qd16 write cost the Secondary 0.25 futex
-				// calls instead of 0.53, the Primary 0.37 instead of 0.55.
-				a.deliver(results)
+				// from the global queue while this thread went to sleep,
+				// two futex calls and a thread switch per batch (under
+				// 4 KiB qd16 protocol C, a quarter of both daemons' futex
+				// calls).
+				if a.deliver(results) {
+					a.yields.Add(1)
+					runtime.Gosched()
+				}
 			}
 		}
 		if a.closing.Load() && a.inflight.Load() == 0 {

@@ -77,10 +77,11 @@ func openInternalAsync(t *testing.T) (*AsyncIO, chan AsyncResult) {
 		t.Skip("temp dir file system has no O_DIRECT")
 	}
 	results := make(chan AsyncResult, 16)
-	a, err := NewAsyncIO(f, 16, func(rs []AsyncResult) {
+	a, err := NewAsyncIO(f, 16, func(rs []AsyncResult) bool {
 		for _, r := range rs {
 			results <- r
 		}
+		return true
 	})
 	require.NoError(t, err)
 	// Registered after f's: runs first. Close is idempotent; a test that
@@ -183,10 +184,10 @@ func TestAsyncPreemption(t *testing.T) {
 	require.True(t, asyncPreemption("xasyncpreemptoff=1,asyncpreemptoff=x"))
 }
 
-// A flush submitted from done while nothing else is in flight is run by
-// the reaper itself (FLUSHES SUBMITTED FROM DONE), in a batch with writes
-// too; one submitted while a request is in flight, or from outside done,
-// goes to the kernel. Every result arrives once, and the flush's tag with
+// A flush done submits (SubmitFromDone) while nothing else is in flight
+// is run by the reaper itself (FLUSHES SUBMITTED FROM DONE), in a batch
+// with writes too; one submitted while a request is in flight, with
+// Submit, or from outside done, goes to the kernel. Every result arrives once, and the flush's tag with
 // no error.
 func TestAsyncIOFlushFromDone(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "disk")
@@ -201,20 +202,28 @@ func TestAsyncIOFlushFromDone(t *testing.T) {
 	results := make(chan AsyncResult, 16)
 	then := make(chan []AsyncOp, 1) // what done submits after the next result
 	submitted := make(chan error, 1)
+	var plainSubmit atomic.Bool // done uses Submit, not SubmitFromDone
 	var a *AsyncIO
-	a, err = NewAsyncIO(f, 16, func(rs []AsyncResult) {
+	a, err = NewAsyncIO(f, 16, func(rs []AsyncResult) bool {
 		for _, r := range rs {
 			results <- r
 		}
 		select {
 		case ops := <-then:
-			n, err := a.Submit(ops)
+			var n int
+			var err error
+			if plainSubmit.Load() {
+				n, err = a.Submit(ops)
+			} else {
+				n, err = a.SubmitFromDone(ops)
+			}
 			if err == nil && n != len(ops) {
 				err = errors.New("not all taken")
 			}
 			submitted <- err
 		default:
 		}
+		return true
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { a.Close() })
@@ -285,6 +294,16 @@ func TestAsyncIOFlushFromDone(t *testing.T) {
 	a.inflight.Add(-1)
 	require.EqualValues(t, 2, a.reaperFlushes.Load())
 
+	// Submit, not SubmitFromDone, in done: the kernel.
+	outOfDone()
+	plainSubmit.Store(true)
+	then <- []AsyncOp{{Tag: 13, Flush: true}}
+	_, err = a.Submit([]AsyncOp{write(12)})
+	require.NoError(t, err)
+	next(12, 13)
+	require.NoError(t, <-submitted)
+	require.EqualValues(t, 2, a.reaperFlushes.Load())
+
 	// Not from done: the kernel.
 	outOfDone()
 	_, err = a.Submit([]AsyncOp{{Tag: 9, Flush: true}})
@@ -293,4 +312,35 @@ func TestAsyncIOFlushFromDone(t *testing.T) {
 	require.EqualValues(t, 2, a.reaperFlushes.Load())
 	require.NoError(t, a.Close())
 	require.Zero(t, a.inflight.Load())
+}
+
+// The reaper yields after a delivery when, and only when, done asks it
+// to (it readied a goroutine waiting for the results).
+func TestAsyncIOYieldsWhenDoneAsks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk")
+	require.NoError(t, os.WriteFile(path, make([]byte, 1<<20), 0o600))
+	f, err := Open(path, Options{Direct: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	if !f.Direct() {
+		t.Skip("temp dir file system has no O_DIRECT")
+	}
+	var yield atomic.Bool
+	got := make(chan struct{}, 1)
+	a, err := NewAsyncIO(f, 4, func([]AsyncResult) bool {
+		y := yield.Load()
+		got <- struct{}{}
+		return y
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+	p := AlignedBuffer(4096)
+	for i, y := range []bool{false, false, true, false, true} {
+		yield.Store(y)
+		_, err := a.Submit([]AsyncOp{{Tag: uint64(i), P: p, Off: 4096}})
+		require.NoError(t, err)
+		<-got
+	}
+	require.NoError(t, a.Close())
+	require.EqualValues(t, 2, a.yields.Load())
 }

@@ -26,7 +26,7 @@ func newAsyncHarness() *asyncHarness {
 	return h
 }
 
-func (h *asyncHarness) done(rs []blockdev.AsyncResult) {
+func (h *asyncHarness) done(rs []blockdev.AsyncResult) bool {
 	h.mu.Lock()
 	for _, r := range rs {
 		if _, dup := h.got[r.Tag]; dup {
@@ -36,6 +36,7 @@ func (h *asyncHarness) done(rs []blockdev.AsyncResult) {
 	}
 	h.cond.Broadcast()
 	h.mu.Unlock()
+	return true // the waiters
 }
 
 func (h *asyncHarness) wait(t *testing.T, tags ...uint64) {
@@ -226,7 +227,7 @@ func TestAsyncIOFull(t *testing.T) {
 func TestAsyncIONeedsDirect(t *testing.T) {
 	t.Parallel()
 	f := openFile(t, blockdevtest.TempFile(t, 1<<20), blockdev.Options{})
-	_, err := blockdev.NewAsyncIO(f, 8, func([]blockdev.AsyncResult) {})
+	_, err := blockdev.NewAsyncIO(f, 8, func([]blockdev.AsyncResult) bool { return false })
 	require.ErrorIs(t, err, blockdev.ErrAsyncUnavailable)
 }
 

@@ -115,12 +115,6 @@ var (
 	fuzzSpare          = make([]byte, MaxBIOSize)
 )
 
-// readStream reads data to its end or first error with a Reader in the
-// dialect sel picks, checking each packet against Decode and its
-// re-encoding and the error against Decode's. If data ends inside a packet
-// of at most fuzzPadMax bytes, it returns data with that packet completed
-// by zero bytes, else nil. (Each require runs only once its check failed:
-// see reencode.)
 // countReads counts the Reads of r.
 type countReads struct {
 	r     io.Reader
@@ -132,6 +126,12 @@ func (c *countReads) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// readStream reads data to its end or first error with a Reader in the
+// dialect sel picks, checking each packet against Decode and its
+// re-encoding and the error against Decode's. If data ends inside a packet
+// of at most fuzzPadMax bytes, it returns data with that packet completed
+// by zero bytes, else nil. (Each require runs only once its check failed:
+// see reencode.)
 func readStream(t *testing.T, data []byte, sel uint8) []byte {
 	d := fuzzDialect(sel)
 	ahead := fuzzReadAhead

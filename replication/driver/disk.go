@@ -248,12 +248,15 @@ func (d *disk) closeDevices() {
 // everything.
 func (d *disk) start(r *Resource) {
 	if f, ok := d.data.(*blockdev.File); ok && f.Direct() && d.hook == nil && !r.opts.SyncIO {
-		a, err := blockdev.NewAsyncIO(f, aioDepth, func(rs []blockdev.AsyncResult) {
-			if r.runInline(func() { r.aioDone(d, rs) }) {
-				return
+		a, err := blockdev.NewAsyncIO(f, aioDepth, func(rs []blockdev.AsyncResult) bool {
+			if r.runInline(func() { r.reaperPump = true; r.aioDone(d, rs) }) {
+				// Yield to a caller that waits for a flush or other
+				// synchronous request this completed, if one was woken.
+				return r.wokeWaiter.Swap(false)
 			}
 			done := append([]blockdev.AsyncResult(nil), rs...)
 			r.post(func() { r.aioDone(d, done) })
+			return true // to the loop
 		})
 		if err != nil {
 			r.log.Info("disk I/O through a thread pool", zap.String("why", err.Error()))
@@ -382,7 +385,13 @@ func (d *disk) submitAsync(r *Resource) {
 	}
 	if len(d.jobs) <= inlineAIO {
 		flushOK, fuaOK := d.aio.AcceptsFlush(), d.aio.AcceptsFUA()
-		n, err := d.aio.Submit(d.pending)
+		var n int
+		var err error
+		if r.reaperPump {
+			n, err = d.aio.SubmitFromDone(d.pending)
+		} else {
+			n, err = d.aio.Submit(d.pending)
+		}
 		if n < len(d.pending) {
 			r.log.Debug("native AIO refused requests, they go to the pool", zap.Int("submitted", n), zap.Int("left", len(d.pending)-n), zap.Error(err))
 			d.logDowngrade(r, flushOK, fuaOK, err)

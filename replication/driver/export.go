@@ -282,6 +282,7 @@ func (r *Resource) finishPiece(c *ioCall, err error) {
 			return
 		}
 		c.done <- c.err
+		r.wokeWaiter.Store(true)
 	}
 }
 

@@ -60,7 +60,15 @@ type Resource struct {
 	loopMu     sync.Mutex
 	queued     atomic.Int64
 	running    bool
-	inlineRuns atomic.Int64  // inputs run by runInline (tests)
+	inlineRuns atomic.Int64 // inputs run by runInline (tests)
+	// reaperPump: the AIO reaper runs this pump from its done callback
+	// (set by the input, cleared at the pump's end; under loopMu): disk
+	// ops go in with SubmitFromDone, so that an epoch's flush is run by
+	// the reaper itself (blockdev: FLUSHES SUBMITTED FROM DONE).
+	reaperPump bool
+	// wokeWaiter: a pump completed a synchronous call (a goroutine waits
+	// for it); the AIO reaper, having run that pump, yields to it.
+	wokeWaiter atomic.Bool
 	quit       chan struct{} // closed to stop the loop
 	done       chan struct{} // closed when the loop has exited
 
@@ -448,6 +456,7 @@ func (r *Resource) pump() {
 		clear(c.ops)
 		clear(c.metas)
 	}
+	r.reaperPump = false
 	r.afterPump(stateChanged)
 }
 
