@@ -64,9 +64,9 @@ func TestAsyncIORefusedFlushAndFUA(t *testing.T) {
 	require.NoError(t, r.Err)
 }
 
-// openInternalAsync opens an AsyncIO of depth 16 on a 1 MiB O_DIRECT
-// file; its results arrive on the channel.
-func openInternalAsync(t *testing.T) (*AsyncIO, chan AsyncResult) {
+// openDirect opens a 1 MiB file of the test's with O_DIRECT (closed at
+// the test's end), or skips the test where the file system has none.
+func openDirect(t *testing.T) *File {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "disk")
 	require.NoError(t, os.WriteFile(path, make([]byte, 1<<20), 0o600))
@@ -76,6 +76,14 @@ func openInternalAsync(t *testing.T) (*AsyncIO, chan AsyncResult) {
 	if !f.Direct() {
 		t.Skip("temp dir file system has no O_DIRECT")
 	}
+	return f
+}
+
+// openInternalAsync opens an AsyncIO of depth 16 on a 1 MiB O_DIRECT
+// file; its results arrive on the channel.
+func openInternalAsync(t *testing.T) (*AsyncIO, chan AsyncResult) {
+	t.Helper()
+	f := openDirect(t)
 	results := make(chan AsyncResult, 16)
 	a, err := NewAsyncIO(f, 16, func(rs []AsyncResult) bool {
 		for _, r := range rs {
@@ -190,20 +198,14 @@ func TestAsyncPreemption(t *testing.T) {
 // Submit, or from outside done, goes to the kernel. Every result arrives once, and the flush's tag with
 // no error.
 func TestAsyncIOFlushFromDone(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "disk")
-	require.NoError(t, os.WriteFile(path, make([]byte, 1<<20), 0o600))
-	f, err := Open(path, Options{Direct: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { f.Close() })
-	if !f.Direct() {
-		t.Skip("temp dir file system has no O_DIRECT")
-	}
+	f := openDirect(t)
 	p := AlignedBuffer(4096)
 	results := make(chan AsyncResult, 16)
 	then := make(chan []AsyncOp, 1) // what done submits after the next result
 	submitted := make(chan error, 1)
 	var plainSubmit atomic.Bool // done uses Submit, not SubmitFromDone
 	var a *AsyncIO
+	var err error
 	a, err = NewAsyncIO(f, 16, func(rs []AsyncResult) bool {
 		for _, r := range rs {
 			results <- r
@@ -317,14 +319,7 @@ func TestAsyncIOFlushFromDone(t *testing.T) {
 // The reaper yields after a delivery when, and only when, done asks it
 // to (it readied a goroutine waiting for the results).
 func TestAsyncIOYieldsWhenDoneAsks(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "disk")
-	require.NoError(t, os.WriteFile(path, make([]byte, 1<<20), 0o600))
-	f, err := Open(path, Options{Direct: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { f.Close() })
-	if !f.Direct() {
-		t.Skip("temp dir file system has no O_DIRECT")
-	}
+	f := openDirect(t)
 	var yield atomic.Bool
 	got := make(chan struct{}, 1)
 	a, err := NewAsyncIO(f, 4, func([]AsyncResult) bool {
