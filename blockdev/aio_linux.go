@@ -75,14 +75,14 @@ import (
 // reaper runs the fdatasync itself when done returns, and delivers its
 // result like any other. With requests in flight their completions would
 // wait behind it: the kernel runs it. Ops submitted after it, in the same
-// call or later from done, go to the kernel and are reaped after it. Through IOCB_CMD_FDSYNC the kernel queues the fsync to a
-// worker thread that has to be woken, and its completion wakes the
-// reaper again: two thread wake-ups of 40-100 us each on a small
-// machine, per epoch, while the Secondary's disk has nothing else to do.
-// Meaning is unchanged: the fdatasync starts after the flush was
-// submitted, so every write that completed before that is covered.
-// Flushes submitted with Submit, or from another goroutine, go to the
-// kernel.
+// call or later from done, go to the kernel and are reaped after it.
+// Through IOCB_CMD_FDSYNC the kernel queues the fsync to a worker thread
+// that has to be woken, and its completion wakes the reaper again: two
+// thread wake-ups of 40-100 us each on a small machine, per epoch, while
+// the Secondary's disk has nothing else to do. Meaning is unchanged: the
+// fdatasync starts after the flush was submitted, so every write that
+// completed before that is covered. Flushes submitted with Submit go to
+// the kernel.
 type AsyncIO struct {
 	f    *File
 	ctx  uintptr // aio_context_t

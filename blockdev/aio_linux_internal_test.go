@@ -256,55 +256,36 @@ func TestAsyncIOFlushFromDone(t *testing.T) {
 	}
 	write := func(tag uint64) AsyncOp { return AsyncOp{Tag: tag, Write: true, P: p, Off: int64(tag) * 4096} }
 
+	// round: done takes ops after write w's result (done runs again for
+	// whatever ops completes); every tag in want arrives once, and the
+	// reaper has run flushes flushes in all.
+	round := func(ops []AsyncOp, w uint64, flushes int64, want ...uint64) {
+		t.Helper()
+		outOfDone()
+		then <- ops
+		_, err := a.Submit([]AsyncOp{write(w)})
+		require.NoError(t, err)
+		next(append([]uint64{w}, want...)...)
+		require.NoError(t, <-submitted)
+		require.Equal(t, flushes, a.reaperFlushes.Load())
+	}
+
 	// The last write's completion starts the flush: the reaper runs it.
-	then <- []AsyncOp{{Tag: 2, Flush: true}}
-	_, err = a.Submit([]AsyncOp{write(1)})
-	require.NoError(t, err)
-	next(1, 2)
-	require.NoError(t, <-submitted)
-	require.EqualValues(t, 1, a.reaperFlushes.Load())
-
-	// A write after it in the same Submit goes to the kernel, the flush to
+	round([]AsyncOp{{Tag: 2, Flush: true}}, 1, 1, 2)
+	// A write after it in the same call goes to the kernel, the flush to
 	// the reaper.
-	outOfDone()
-	then <- []AsyncOp{{Tag: 4, Flush: true}, write(5)}
-	_, err = a.Submit([]AsyncOp{write(3)})
-	require.NoError(t, err)
-	next(3, 4, 5)
-	require.NoError(t, <-submitted)
-	require.EqualValues(t, 2, a.reaperFlushes.Load())
-
+	round([]AsyncOp{{Tag: 4, Flush: true}, write(5)}, 3, 2, 4, 5)
 	// A write ahead of it is in flight when the flush comes: the kernel
 	// runs the flush, so the write's completion need not wait for it.
-	outOfDone()
-	then <- []AsyncOp{write(10), {Tag: 11, Flush: true}}
-	_, err = a.Submit([]AsyncOp{write(6)})
-	require.NoError(t, err)
-	next(6, 10, 11)
-	require.NoError(t, <-submitted)
-	require.EqualValues(t, 2, a.reaperFlushes.Load())
-
+	round([]AsyncOp{write(10), {Tag: 11, Flush: true}}, 6, 2, 10, 11)
 	// With a request in flight (counted, never submitted) the flush would
 	// hold back its completion: the kernel runs it.
-	outOfDone()
 	a.inflight.Add(1)
-	then <- []AsyncOp{{Tag: 8, Flush: true}}
-	_, err = a.Submit([]AsyncOp{write(7)})
-	require.NoError(t, err)
-	next(7, 8)
-	require.NoError(t, <-submitted)
+	round([]AsyncOp{{Tag: 8, Flush: true}}, 7, 2, 8)
 	a.inflight.Add(-1)
-	require.EqualValues(t, 2, a.reaperFlushes.Load())
-
 	// Submit, not SubmitFromDone, in done: the kernel.
-	outOfDone()
 	plainSubmit.Store(true)
-	then <- []AsyncOp{{Tag: 13, Flush: true}}
-	_, err = a.Submit([]AsyncOp{write(12)})
-	require.NoError(t, err)
-	next(12, 13)
-	require.NoError(t, <-submitted)
-	require.EqualValues(t, 2, a.reaperFlushes.Load())
+	round([]AsyncOp{{Tag: 13, Flush: true}}, 12, 2, 13)
 
 	// Not from done: the kernel.
 	outOfDone()
