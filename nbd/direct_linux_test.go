@@ -43,11 +43,14 @@ func TestDirectReplies(t *testing.T) {
 		// the socket buffer holds, so the direct write goes out in part.
 		// The replies after it wait for its rest.
 		const l = 1 << 20
-		direct := s.Stats().DirectReplies
 		before := s.Stats()
 		c.request(cmdRead, 0, 100, 0, l, nil)
 		// Its reply started: part of it is in the client's socket.
 		require.Eventually(t, func() bool { return s.Stats().InFlight == 0 && unread(c.nc) > 0 }, 10*time.Second, time.Millisecond)
+		// Counted only now: the last WRITE's reply is counted after its
+		// write returned, which the client may see first; writing this
+		// reply took the socket's lock, which that count was made under.
+		direct := s.Stats().DirectReplies
 		c.request(cmdWrite, 0, 200, 4096, 4096, payload)
 		c.request(cmdRead, 0, 101, l, l, nil)
 		// Both ended while the first reply's rest was still owed.
