@@ -110,8 +110,8 @@ type AsyncIO struct {
 	delivering atomic.Bool
 	flushes    []uint64 // guarded by fmu: their tags
 	spare      []uint64 // the reaper's: the list it swapped out last
-	// reaperFlushes counts the flushes the reaper ran, yields the times
-	// it yielded after a delivery (tests).
+	// reaperFlushes counts the flushes the reaper ran (ReaperFlushes),
+	// yields the times it yielded after a delivery (tests).
 	reaperFlushes, yields atomic.Int64
 }
 
@@ -375,6 +375,12 @@ func (a *AsyncIO) deliver(results []AsyncResult) (yield bool) {
 		a.inflight.Add(-int64(len(tags)))
 	}
 }
+
+// ReaperFlushes is how many flushes the reaper ran itself with fdatasync
+// (FLUSHES SUBMITTED FROM DONE) instead of sending them to the kernel as
+// IOCB_CMD_FDSYNC: diagnostics, and the driver's test that a Secondary's
+// epoch flushes take that path.
+func (a *AsyncIO) ReaperFlushes() int64 { return a.reaperFlushes.Load() }
 
 // wakeTag marks the read Close submits to wake an idle reaper; its
 // result is not delivered.
