@@ -9,9 +9,6 @@ import (
 
 const implemented = true
 
-// iovMax is Linux's IOV_MAX: the most pieces one writev takes.
-const iovMax = 1024
-
 func read(fd uintptr, p []byte) (int, error) {
 	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {
@@ -22,12 +19,12 @@ func read(fd uintptr, p []byte) (int, error) {
 
 type iovec = syscall.Iovec
 
-// writev writes from up to iovMax pieces of v (the caller loops for the
+// writev writes from up to IOVMax pieces of v (the caller loops for the
 // rest), building the iovec array in *vecs.
 func writev(fd uintptr, v [][]byte, vecs *[]iovec) (int, error) {
 	iov := (*vecs)[:0]
 	for _, b := range v {
-		if len(iov) == iovMax {
+		if len(iov) == IOVMax {
 			break
 		}
 		if len(b) == 0 {

@@ -16,8 +16,6 @@ import (
 
 const implemented = true
 
-const iovMax = 1024
-
 // iovec is a piece here: writev gathers the non-empty ones into the
 // kept array as the raw version does.
 type iovec = []byte
@@ -33,7 +31,7 @@ func read(fd uintptr, p []byte) (int, error) {
 func writev(fd uintptr, v [][]byte, vecs *[]iovec) (int, error) {
 	pieces := (*vecs)[:0]
 	for _, b := range v {
-		if len(pieces) == iovMax {
+		if len(pieces) == IOVMax {
 			break
 		}
 		if len(b) > 0 {

@@ -29,6 +29,11 @@ import (
 	"syscall"
 )
 
+// IOVMax is Linux's IOV_MAX: the most pieces one writev takes. A write of
+// more pieces is made in several calls; callers that gather a batch
+// (the driver's socket writer) stop there too.
+const IOVMax = 1024
+
 // Conn is a net.Conn whose Read, Write, WriteBuffers and TryWriteBuffers
 // make raw system calls. One goroutine may read while another writes;
 // reads (and writes) must not overlap each other. Deadlines, Close and

@@ -58,9 +58,6 @@ type sockWriter struct {
 
 }
 
-// iovMax is Linux's IOV_MAX: the most pieces one writev takes.
-const iovMax = 1024
-
 func newSockWriter(conn net.Conn, done chan struct{}, appMu *sync.Mutex, closing *atomic.Bool,
 	post func(func()) bool, report func(toks []uint64, failure string)) *sockWriter {
 	// Raw system calls (see rawio): a 1 MiB P_DATA is copied into the
@@ -104,7 +101,7 @@ func (s *sockWriter) send(its []wItem, sent []uint64) (_ []uint64, ok bool) {
 			sent = append(sent, it.token)
 		}
 	}
-	all, err := s.w.FlushSome(iovMax, s.writev)
+	all, err := s.w.FlushSome(rawio.IOVMax, s.writev)
 	if all && err == nil {
 		if hasApp {
 			s.appMu.Unlock()
