@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -173,7 +175,7 @@ func TestEnds(t *testing.T) {
 
 			done := make(chan error, 1)
 			go func() { _, err := a.Read(buf); done <- err }()
-			time.Sleep(10 * time.Millisecond) // let it wait in the poller
+			waitParkedRead(t, "TestEnds")
 			require.NoError(t, a.Close())
 			require.ErrorIs(t, <-done, net.ErrClosed)
 
@@ -189,6 +191,23 @@ func TestEnds(t *testing.T) {
 			require.True(t, errors.Is(werr, syscall.EPIPE) || errors.Is(werr, syscall.ECONNRESET), "%v", werr)
 		})
 	}
+}
+
+// waitParkedRead waits until a goroutine started by the test named fn is
+// parked in the poller inside Conn.Read (its stack says so), so that what
+// the test does next happens under a waiting Read, not before it.
+func waitParkedRead(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, "[IO wait") && strings.Contains(g, "rawio.(*Conn).Read") && strings.Contains(g, fn) {
+				return
+			}
+		}
+	}
+	t.Fatal("the Read never waited in the poller")
 }
 
 // Wrap leaves what is not a socket alone.
