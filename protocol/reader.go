@@ -72,10 +72,7 @@ func (r *Reader) Complete() bool {
 	if n < hs {
 		return false
 	}
-	hb, err := r.br.Peek(hs)
-	if err != nil {
-		return false
-	}
+	hb, _ := r.br.Peek(hs) // hs bytes are buffered: Peek neither reads nor fails
 	h, err := ParseHeader(r.d, hb)
 	if err != nil {
 		return true
