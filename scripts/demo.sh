@@ -29,11 +29,14 @@ PIDS=()
 
 cleanup() {
   set +e
+  local pid stopped=()
   for n in a b; do
-    [ -f "$DIR/run-$n/gdrbd.pid" ] && PIDS+=("$(cat "$DIR/run-$n/gdrbd.pid")")
+    # A daemon that is exiting removes its pid file: it may be gone by now.
+    pid=$(cat "$DIR/run-$n/gdrbd.pid" 2>/dev/null) && [ -n "$pid" ] && PIDS+=("$pid")
   done
   for pid in "${PIDS[@]}"; do
     if kill -0 "$pid" 2>/dev/null; then
+      stopped+=("$pid")
       kill "$pid" 2>/dev/null
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null
@@ -41,7 +44,7 @@ cleanup() {
   done
   for l in "${LOOPS[@]}"; do losetup -d "$l"; done
   rm -rf "$DIR"
-  echo "demo: cleaned up (daemons ${PIDS[*]:-none}, loop devices ${LOOPS[*]:-none}, $DIR)"
+  echo "demo: cleaned up (daemons still running: ${stopped[*]:-none}; loop devices ${LOOPS[*]:-none}; $DIR)"
 }
 trap cleanup EXIT
 
