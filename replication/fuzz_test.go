@@ -17,6 +17,13 @@ import (
 // fuzzPeer is a Node connected to a peer that said hello properly: the
 // fuzzer's bytes then arrive as the peer's next packets.
 func fuzzPeer(tb testing.TB) *Node {
+	return connectedNode(tb, protocol.FeatureTrim|protocol.FeatureWZeroes, RolePrimary)
+}
+
+// connectedNode is a Secondary, UpToDate on a 64 MiB internal-metadata
+// disk, connected to a peer with the same data that agreed features
+// feats and is peerRole.
+func connectedNode(tb testing.TB, feats uint32, peerRole Role) *Node {
 	tb.Helper()
 	const size = 64 << 20
 	layout, err := metadata.ComputeLayout(metadata.Internal(), size, 1, 8)
@@ -40,13 +47,28 @@ func fuzzPeer(tb testing.TB) *Node {
 		tb.Fatal(err)
 	}
 	n.Connected(false)
+	sayHello(tb, n, feats, peerRole)
+	drain(n)
+	return n
+}
+
+// sayHello is the peer's side of the handshake on a connection n just
+// established (Connected): features feats, protocol C, n's size, n's data
+// generation, peerRole; n is Connected after it.
+func sayHello(tb testing.TB, n *Node, feats uint32, peerRole Role) {
+	tb.Helper()
+	data := uint64(n.Size() / 512)
+	uuid := uint64(0xABCD00)
+	if peerRole == RolePrimary {
+		uuid |= 1
+	}
 	hello := []protocol.Packet{
-		&protocol.ConnectionFeatures{ProtocolMin: 86, ProtocolMax: 101, FeatureFlags: protocol.FeatureTrim | protocol.FeatureWZeroes},
+		&protocol.ConnectionFeatures{ProtocolMin: 86, ProtocolMax: 101, FeatureFlags: feats},
 		&protocol.Protocol{Cmd: protocol.CmdProtocol, Protocol: 3},
 		&protocol.SyncParam{ResyncRate: 250},
 		&protocol.Sizes{DiskSize: data, CurrentSize: data, MaxBIOSize: protocol.MaxBIOSize},
-		&protocol.UUIDs{Current: 0xABCD00 | 1},
-		&protocol.State{State: State{Role: RolePrimary, Peer: RoleSecondary, Conn: Connected, Disk: UpToDate, PDsk: UpToDate}.Pack()},
+		&protocol.UUIDs{Current: uuid},
+		&protocol.State{State: State{Role: peerRole, Peer: RoleSecondary, Conn: Connected, Disk: UpToDate, PDsk: UpToDate}.Pack()},
 	}
 	for _, p := range hello {
 		if err := n.Receive(DataStream, protocol.Message{Packet: p}); err != nil {
@@ -56,8 +78,6 @@ func fuzzPeer(tb testing.TB) *Node {
 	if n.State().Conn != Connected {
 		tb.Fatalf("not connected after hello: %s", n.State())
 	}
-	drain(n)
-	return n
 }
 
 // drain completes every operation the node asked for, successfully.
