@@ -374,8 +374,9 @@ func (n *Node) doIssueWrite(req *request) {
 		req.localDone = true
 		req.localErr = ErrNotAttached
 	}
+	sent := false
 	if n.replicating() {
-		n.sendWrite(req)
+		sent = n.sendWrite(req)
 	} else {
 		req.netDone = true
 		n.setOutOfSync(req.Offset, req.Length)
@@ -385,7 +386,9 @@ func (n *Node) doIssueWrite(req *request) {
 	}
 	if !local {
 		n.releaseLock(req)
-		if !n.replicating() {
+		if !sent {
+			// Nothing will ack it: it ends here (diskless, so with
+			// ErrNoData: no disk has it).
 			n.finishRequest(req)
 		}
 	}
@@ -394,15 +397,14 @@ func (n *Node) doIssueWrite(req *request) {
 // sendWrite ships the write to the peer in the current epoch. The barrier
 // that closes the previous epoch was already sent when it closed, so the
 // peer sees: all writes of epoch n, P_BARRIER n, writes of epoch n+1.
-func (n *Node) sendWrite(req *request) {
+//
+// false: the peer cannot take it (a trim or zeroing without the feature
+// agreed); the range is marked out of sync, to be resynced later, and the
+// request joins no epoch: the peer's barrier ack counts only the writes
+// it received (set_size), so an epoch must hold exactly those.
+func (n *Node) sendWrite(req *request) bool {
 	pr := n.peer
-	e := n.tl.current(n)
-	req.epoch = e
-	e.writes = append(e.writes, req)
-	req.inTL = true
-	req.netPending = true
-	req.sentAt = pr.now
-	pr.packetSeq++
+	seq := pr.packetSeq + 1
 	flags := uint32(0)
 	if req.FUA {
 		flags |= protocol.DPFUA
@@ -416,22 +418,28 @@ func (n *Node) sendWrite(req *request) {
 	var pk protocol.Packet
 	switch {
 	case req.Op == OpWrite:
-		pk = &protocol.Data{Cmd: protocol.CmdData, Sector: req.sector, BlockID: req.ID, SeqNum: pr.packetSeq, Flags: flags, Payload: req.Data}
+		pk = &protocol.Data{Cmd: protocol.CmdData, Sector: req.sector, BlockID: req.ID, SeqNum: seq, Flags: flags, Payload: req.Data}
 		n.stats.ns += uint64(req.Length)
 	case req.Op == OpWriteZeroes && pr.dialect.Features&protocol.FeatureWZeroes != 0:
-		pk = &protocol.Trim{Cmd: protocol.CmdZeroes, Sector: req.sector, BlockID: req.ID, SeqNum: pr.packetSeq, Flags: flags | protocol.DPZeroes, Size: uint32(req.Length)}
+		pk = &protocol.Trim{Cmd: protocol.CmdZeroes, Sector: req.sector, BlockID: req.ID, SeqNum: seq, Flags: flags | protocol.DPZeroes, Size: uint32(req.Length)}
 	case pr.dialect.Features&protocol.FeatureTrim != 0:
 		if req.Op == OpWriteZeroes {
 			flags |= protocol.DPZeroes
 		}
-		pk = &protocol.Trim{Cmd: protocol.CmdTrim, Sector: req.sector, BlockID: req.ID, SeqNum: pr.packetSeq, Flags: flags | protocol.DPDiscard, Size: uint32(req.Length)}
+		pk = &protocol.Trim{Cmd: protocol.CmdTrim, Sector: req.sector, BlockID: req.ID, SeqNum: seq, Flags: flags | protocol.DPDiscard, Size: uint32(req.Length)}
 	default:
 		// The peer cannot trim: the range is resynced later.
-		req.netPending = false
 		req.netDone = true
 		n.setOutOfSync(req.Offset, req.Length)
-		return
+		return false
 	}
+	pr.packetSeq = seq
+	e := n.tl.current(n)
+	req.epoch = e
+	e.writes = append(e.writes, req)
+	req.inTL = true
+	req.netPending = true
+	req.sentAt = pr.now
 	if n.cfg.Protocol == ProtocolA {
 		n.sendWithToken(DataStream, pk, func() { n.netAcked(req, true) })
 	} else {
@@ -440,6 +448,7 @@ func (n *Node) sendWrite(req *request) {
 	if len(e.writes) >= n.cfg.MaxEpochSize {
 		n.closeEpoch()
 	}
+	return true
 }
 
 func (n *Node) localWriteDone(req *request, err error) {
