@@ -148,8 +148,9 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 	if w.flags&protocol.DPSendReceiveAck != 0 {
 		n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdRecvAck, Sector: w.sector, BlockID: w.blockID, BlockSize: uint32(w.size), SeqNum: w.seq})
 	}
+	pr := n.peer
 	if n.ldev == nil || n.ldev.detaching || n.st.Disk < Inconsistent {
-		n.peerWriteDone(e, w, ErrNotAttached)
+		n.peerWriteDone(pr, e, w, ErrNotAttached)
 		return
 	}
 	l := n.ldev
@@ -162,7 +163,7 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 			n.submitDisk(DiskOp{Op: w.op, Offset: off, Length: w.size, Data: w.data, FUA: w.flags&protocol.DPFUA != 0}, func(err error, _ []byte) {
 				l.inFlight--
 				n.unlockRange(lk)
-				n.peerWriteDone(e, w, err)
+				n.peerWriteDone(pr, e, w, err)
 				n.maybeFinishDetach()
 			})
 		})
@@ -182,13 +183,18 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 	submit()
 }
 
-func (n *Node) peerWriteDone(e *rEpoch, w *peerWrite, err error) {
+// peerWriteDone records the end of a write received on pr's connection.
+func (n *Node) peerWriteDone(pr *peer, e *rEpoch, w *peerWrite, err error) {
 	w.done = true
 	w.data = nil
 	e.done++
-	pr := n.peer
-	if pr == nil || !pr.socketsUp {
-		// The connection went away while the write was in flight.
+	if pr == nil || n.peer != pr || !pr.socketsUp {
+		// The connection went away while the write was in flight, and
+		// another may be up by now: this write's ack, its receive
+		// backlog and its epoch are not the new connection's. (DRBD
+		// waits for the old connection's peer writes before it
+		// connects again; here their range locks keep a resync of the
+		// same blocks behind them.)
 		if err != nil && n.ldev != nil {
 			n.setOutOfSync(int64(w.sector)*512, w.size)
 		}

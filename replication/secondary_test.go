@@ -143,3 +143,37 @@ func TestSecondaryOneEarlyFlushPerEpoch(t *testing.T) {
 	_, pks = step(n)
 	require.Equal(t, []protocol.Packet{&protocol.BarrierAck{Barrier: 5, SetSize: 4}}, pks)
 }
+
+// A peer write still on the disk when its connection dropped, completing
+// after the node connected again, belongs to the old connection: no
+// P_WRITE_ACK for it on the new one (the Primary forgot that request and
+// would drop the connection over an ack for an unknown block_id), and the
+// new connection's receive backlog (max-buffers) is not paid back for it.
+func TestSecondaryStalePeerWriteAfterReconnect(t *testing.T) {
+	n := fuzzPeer(t)
+	require.NoError(t, n.Receive(DataStream, peerData(0, 1)))
+	ops, _ := step(n)
+	w := onlyOp(t, ops, OpWrite)
+
+	n.Disconnected("test")
+	step(n)
+	require.Equal(t, WFConnection, n.State().Conn)
+	n.Connected(false)
+	sayHello(t, n, protocol.FeatureTrim|protocol.FeatureWZeroes, RolePrimary)
+	step(n)
+	require.Zero(t, n.RecvBacklog())
+
+	n.DiskDone(w.ID, nil, nil)
+	_, pks := step(n)
+	require.Empty(t, pks, "nothing is sent on the new connection for the old one's write")
+	require.Zero(t, n.RecvBacklog())
+	require.Equal(t, Connected, n.State().Conn)
+
+	// The new connection's own writes are acked as before.
+	require.NoError(t, n.Receive(DataStream, peerData(8, 2)))
+	ops, _ = step(n)
+	n.DiskDone(onlyOp(t, ops, OpWrite).ID, nil, nil)
+	_, pks = step(n)
+	require.Len(t, pks, 1)
+	require.Equal(t, &protocol.BlockAck{Cmd: protocol.CmdWriteAck, Sector: 8, BlockID: 2, BlockSize: 4096, SeqNum: 2}, pks[0])
+}
