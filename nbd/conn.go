@@ -91,10 +91,13 @@ func (r remoteName) String() string {
 
 // stop asks the connection to finish: the reader stops at the next
 // request boundary (its blocked read is interrupted), in-flight requests
-// complete and are answered, then the socket closes.
+// complete and are answered, then the socket closes. A reply write
+// blocked for StopTimeout (the client stopped reading) fails, and the
+// writer then drops the connection and the rest of the replies.
 func (c *conn) stop() {
 	c.stopping.Store(true)
 	_ = c.nc.SetReadDeadline(time.Now())
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.StopTimeout))
 }
 
 func (c *conn) serve() error {
@@ -702,6 +705,11 @@ func (c *conn) writeLoop() {
 				if !r.sent {
 					bufs = c.encodeReply(r, bufs)
 				}
+			}
+			if c.stopping.Load() {
+				// Stopping: this write gets its own StopTimeout, so a
+				// client that keeps reading gets every reply.
+				_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.StopTimeout))
 			}
 			if _, werr = rawio.WriteBuffers(c.nc, bufs); werr != nil {
 				c.log.Debug("nbd reply write failed", zap.Error(werr))

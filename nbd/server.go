@@ -40,6 +40,12 @@ type Config struct {
 	MaxInFlightBytes int64
 	// HandshakeTimeout bounds option haggling (default 30 s).
 	HandshakeTimeout time.Duration
+	// StopTimeout bounds how long Close waits for a client to take a
+	// reply (default 30 s; each reply write after Close began gets this
+	// long): a client that stopped reading (stopped, wedged, or behind a
+	// dead link) would otherwise hold Close, and with it the daemon's
+	// down, for as long as it does not read.
+	StopTimeout time.Duration
 	// Logger receives one line per connection event; nil logs nothing.
 	Logger *zap.Logger
 }
@@ -105,6 +111,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxInFlightBytes <= 0 {
 		cfg.MaxInFlightBytes = 64 << 20
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 30 * time.Second
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 30 * time.Second
@@ -285,7 +294,9 @@ func (s *Server) dropConn(c *conn) {
 
 // Close stops accepting, lets every connection finish the requests it has
 // in flight (replies are sent), closes the connections and returns when
-// all are gone. Requests arriving meanwhile are not read.
+// all are gone. Requests arriving meanwhile are not read. A reply its
+// client does not take within Config.StopTimeout is dropped with the
+// connection.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {

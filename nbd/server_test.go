@@ -481,6 +481,38 @@ func TestCloseIsGraceful(t *testing.T) {
 	require.Zero(t, s.Connections())
 }
 
+// TestCloseWithClientNotReading: a client that stopped reading its
+// replies (8 MiB of READ data behind a full socket) holds Close for
+// StopTimeout, not for as long as it does not read (before, Close and the
+// daemon's down waited for ever).
+func TestCloseWithClientNotReading(t *testing.T) {
+	t.Parallel()
+	s, err := NewServer(Config{Backend: DeviceBackend{Dev: newMemDev(testSize)}, StopTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	l, err := ListenUnix(t.TempDir() + "/s")
+	require.NoError(t, err)
+	go s.Serve(l)
+	c := dial(t, l.Addr().String())
+	c.goExport(false)
+	for i := range 8 {
+		c.request(cmdRead, 0, uint64(i), 0, 1<<20, nil)
+	}
+	require.Eventually(t, func() bool { return s.Stats().Reads == 8 }, 5*time.Second, time.Millisecond)
+	closed := make(chan error, 1)
+	start := time.Now()
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+		t.Logf("Close returned after %v", time.Since(start))
+	case <-time.After(10 * time.Second):
+		c.nc.Close() // let the stuck Close end
+		<-closed
+		t.Fatal("Close still waits for a client that does not read its replies")
+	}
+	require.Zero(t, s.Connections())
+}
+
 func TestDrainWaitsForInFlight(t *testing.T) {
 	t.Parallel()
 	gb := newGateBackend(DeviceBackend{Dev: newMemDev(testSize)})
