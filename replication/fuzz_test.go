@@ -17,15 +17,15 @@ import (
 // fuzzPeer is a Node connected to a peer that said hello properly: the
 // fuzzer's bytes then arrive as the peer's next packets.
 func fuzzPeer(tb testing.TB) *Node {
-	return connectedNode(tb, protocol.FeatureTrim|protocol.FeatureWZeroes, RolePrimary)
+	n, _ := connectedNode(tb, 64<<20, protocol.FeatureTrim|protocol.FeatureWZeroes, RolePrimary)
+	return n
 }
 
-// connectedNode is a Secondary, UpToDate on a 64 MiB internal-metadata
-// disk, connected to a peer with the same data that agreed features
-// feats and is peerRole.
-func connectedNode(tb testing.TB, feats uint32, peerRole Role) *Node {
+// connectedNode is a Secondary, UpToDate on a disk of size bytes with
+// internal metadata (layout), connected to a peer with the same data that
+// agreed features feats and is peerRole.
+func connectedNode(tb testing.TB, size int64, feats uint32, peerRole Role) (*Node, metadata.Layout) {
 	tb.Helper()
-	const size = 64 << 20
 	layout, err := metadata.ComputeLayout(metadata.Internal(), size, 1, 8)
 	if err != nil {
 		tb.Fatal(err)
@@ -49,7 +49,7 @@ func connectedNode(tb testing.TB, feats uint32, peerRole Role) *Node {
 	n.Connected(false)
 	sayHello(tb, n, feats, peerRole)
 	drain(n)
-	return n
+	return n, layout
 }
 
 // sayHello is the peer's side of the handshake on a connection n just

@@ -643,7 +643,15 @@ func (n *Node) receiveBarrierAck(p *protocol.BarrierAck) error {
 	n.tl.pop()
 	for _, req := range e.writes {
 		req.inTL = false
-		n.alComplete(req)
+		// The AL reference goes with the request's last part: a local
+		// write still in flight keeps its extent in the activity log
+		// (finishRequest drops it when the write completes). Dropped
+		// now, the extent could be evicted, its bit clear since the peer
+		// has the data, and a power cut before the local write lands
+		// would leave the blocks different with nothing marking them.
+		if !req.localPending {
+			n.alComplete(req)
+		}
 		if req.completed {
 			delete(n.reqs, req.ID)
 		}

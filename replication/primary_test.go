@@ -5,14 +5,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gdrbd/gdrbd/metadata"
 	"github.com/gdrbd/gdrbd/protocol"
 )
 
 // connectedPrimary is connectedNode promoted: a Primary whose Secondary
 // agreed features feats.
-func connectedPrimary(t *testing.T, feats uint32) *Node {
+func connectedPrimary(t *testing.T, size int64, feats uint32) (*Node, metadata.Layout) {
 	t.Helper()
-	n := connectedNode(t, feats, RoleSecondary)
+	n, layout := connectedNode(t, size, feats, RoleSecondary)
 	var perr error = ErrIOError
 	n.Primary(false, func(err error) { perr = err })
 	drain(n)
@@ -20,7 +21,7 @@ func connectedPrimary(t *testing.T, feats uint32) *Node {
 	drain(n)
 	require.NoError(t, perr)
 	require.Equal(t, RolePrimary, n.State().Role)
-	return n
+	return n, layout
 }
 
 // A trim the peer cannot take (it did not agree to TRIM) is not sent and
@@ -29,7 +30,7 @@ func connectedPrimary(t *testing.T, feats uint32) *Node {
 // Before, the trim counted in the epoch and every such barrier ack was a
 // protocol error that dropped the connection.
 func TestPrimaryUnsentTrimJoinsNoEpoch(t *testing.T) {
-	n := connectedPrimary(t, 0)
+	n, _ := connectedPrimary(t, 64<<20, 0)
 	done := map[uint64]error{}
 	require.NoError(t, n.Propose(Request{ID: 1, Op: OpWrite, Offset: 0, Length: 4096, Data: make([]byte, 4096)}))
 	require.NoError(t, n.Propose(Request{ID: 2, Op: OpTrim, Offset: 8192, Length: 4096}))
@@ -84,4 +85,92 @@ func TestPrimaryUnsentTrimJoinsNoEpoch(t *testing.T) {
 	drain(n)
 	require.Equal(t, Connected, n.State().Conn)
 	require.EqualValues(t, 4, n.Stats().OOS, "the trimmed range (KiB) waits for a resync")
+}
+
+// AL BEFORE DATA, the other end: an extent stays in the activity log
+// while a write to it may still reach the local disk. A P_BARRIER_ACK for
+// an epoch whose write is still in flight locally must not drop that
+// write's AL reference: were the extent then evicted (a durable AL
+// transaction without it; its bitmap bit is clear, the peer has the
+// data), a power cut before the local write lands leaves the local block
+// old, the peer's new, and nothing (ring or bitmap) marking it. The
+// reference goes when the local write completes, as in DRBD.
+func TestPrimaryKeepsALExtentUntilLocalWriteDone(t *testing.T) {
+	n, layout := connectedPrimary(t, 1<<30, 0)
+	ring := make([]byte, layout.ALBytes()) // the AL area as written durably
+	var held uint64                        // the local write kept in flight
+	inEpoch := uint32(0)
+	completed := map[uint64]bool{}
+	pump := func() {
+		for i := 0; i < 10000 && n.HasReady(); i++ {
+			rd := n.Ready()
+			metas := append([]MetaWrite(nil), rd.MetaWrites...)
+			ops := append([]DiskOp(nil), rd.DiskOps...)
+			var acks []protocol.Packet
+			for _, m := range rd.Messages {
+				switch p := m.Msg.Packet.(type) {
+				case *protocol.Data:
+					inEpoch++
+					acks = append(acks, &protocol.BlockAck{Cmd: protocol.CmdWriteAck, Sector: p.Sector, BlockID: p.BlockID, BlockSize: uint32(len(p.Payload)), SeqNum: p.SeqNum})
+				case *protocol.Barrier:
+					acks = append(acks, &protocol.BarrierAck{Barrier: p.Barrier, SetSize: inEpoch})
+					inEpoch = 0
+				}
+			}
+			for _, c := range rd.Completions {
+				require.NoError(t, c.Err)
+				completed[c.ID] = true
+			}
+			n.Advance()
+			for _, m := range metas {
+				if off := m.Offset - layout.ALByteOffset(); off >= 0 && off < int64(len(ring)) {
+					copy(ring[off:], m.Data)
+				}
+				n.MetaDone(m.ID, nil)
+			}
+			for _, op := range ops {
+				if op.Op == OpWrite && op.Offset == 0 && held == 0 {
+					held = op.ID
+					continue
+				}
+				n.DiskDone(op.ID, nil, nil)
+			}
+			for _, a := range acks {
+				require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: a}))
+			}
+		}
+	}
+	hot := func() []uint32 {
+		rep, err := metadata.ReplayAL(ring, layout.ALStripes, layout.ALStripeSize4k)
+		require.NoError(t, err)
+		return rep.HotExtents()
+	}
+
+	// W1 to extent 0: AL committed, the peer acks it, the local write
+	// stays in flight; a FLUSH closes the epoch and the peer acks it.
+	require.NoError(t, n.Propose(Request{ID: 1, Op: OpWrite, Offset: 0, Length: 4096, Data: make([]byte, 4096)}))
+	pump()
+	require.NotZero(t, held)
+	require.NoError(t, n.Propose(Request{ID: 2, Op: OpFlush}))
+	pump()
+	require.False(t, completed[1], "W1's local write is in flight")
+	// Writes to more extents than al-extents: LRU eviction.
+	for e := 1; e <= metadata.ALExtentsMin+5; e++ {
+		require.NoError(t, n.Propose(Request{ID: uint64(100 + e), Op: OpWrite, Offset: int64(e) << 22, Length: 4096, Data: make([]byte, 4096)}))
+		pump()
+	}
+	require.False(t, completed[1])
+	// A power cut now: apply-al must mark extent 0 (its bit is clear).
+	require.False(t, n.ldev.bm.Test(0))
+	require.Contains(t, hot(), uint32(0), "a write to extent 0 is in flight, yet the durable AL no longer covers it")
+
+	// W1's local write completes: W1 completes and extent 0 may go.
+	n.DiskDone(held, nil, nil)
+	pump()
+	require.True(t, completed[1])
+	for e := 1; e <= metadata.ALExtentsMin+5; e++ {
+		require.NoError(t, n.Propose(Request{ID: uint64(200 + e), Op: OpWrite, Offset: int64(e) << 22, Length: 4096, Data: make([]byte, 4096)}))
+		pump()
+	}
+	require.NotContains(t, hot(), uint32(0), "extent 0 is evicted once nothing writes to it")
 }
