@@ -86,6 +86,25 @@ func (n *Node) unlockRange(lk *rangeLock) {
 	}
 }
 
+// alBusy reports whether an application write holds an activity-log
+// extent of the range. Such a write may not be on the peer's disk yet
+// (the reference goes once its epoch was acked and its local write is
+// done), so a SyncTarget must not fetch these blocks now: the peer's copy
+// could be older than ours, and writing it would undo the write. DRBD's
+// drbd_try_rs_begin_io leaves extents in use to a later pass the same way.
+func (n *Node) alBusy(off, length int64) bool {
+	if n.ldev == nil || n.ldev.al == nil || length <= 0 {
+		return false
+	}
+	first, last := extentRange(off, length)
+	for e := first; e <= last; e++ {
+		if n.ldev.al.Refs(uint32(e)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // rangeBusy reports whether a write lock (granted or waiting) overlaps
 // the range.
 func (n *Node) rangeBusy(off, length int64) bool {

@@ -546,7 +546,7 @@ func (n *Node) makeResyncRequests(blocks, maxInFlight int64) {
 			continue
 		}
 		sector := uint64(off) / 512
-		if _, busy := rs.pending[sector]; busy || n.rangeBusy(off, length) {
+		if _, busy := rs.pending[sector]; busy || n.rangeBusy(off, length) || n.alBusy(off, length) {
 			rs.cursor = end
 			if rs.cursor >= bits {
 				rs.cursor = 0
