@@ -85,6 +85,11 @@ type rsReq struct {
 	sector uint64
 	size   int64
 	lock   *rangeLock
+	// writing: the target's resync write is on the disk. Its lock stays
+	// until the write completes, also when the connection drops
+	// (orphan: resyncClear left the unlock to the completion), so that
+	// no newer write of the same blocks runs beside it and lands first.
+	writing, orphan bool
 }
 
 func (r *resync) reset() {
@@ -104,7 +109,20 @@ func (n *Node) resyncClear() {
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	for _, k := range keys {
-		if q := n.peer.rs.pending[k]; q.lock != nil {
+		q := n.peer.rs.pending[k]
+		if q.writing {
+			// Its write is still on the disk: the lock goes when it
+			// completes. Meanwhile it is a write like any other, also to
+			// the next connection's resync of the same blocks (resync
+			// locks do not conflict with each other; rangeBusy skips
+			// the range).
+			q.orphan = true
+			if q.lock != nil {
+				q.lock.kind = lockWrite
+			}
+			continue
+		}
+		if q.lock != nil {
 			n.unlockRange(q.lock)
 		}
 	}
@@ -601,9 +619,21 @@ func (n *Node) receiveRSDataReply(p *protocol.Data) error {
 	l := n.ldev
 	l.inFlight++
 	off := int64(p.Sector) * 512
+	q.writing = true
 	n.submitDisk(DiskOp{Op: OpWrite, Offset: off, Length: q.size, Data: p.Payload}, func(err error, _ []byte) {
 		l.inFlight--
 		n.stats.dw += uint64(q.size)
+		q.writing = false
+		if q.orphan {
+			// Its connection is gone (resyncClear kept the lock for us):
+			// the bits stay set, the next resync redoes it.
+			if q.lock != nil {
+				n.unlockRange(q.lock)
+				q.lock = nil
+			}
+			n.maybeFinishDetach()
+			return
+		}
 		if n.peer == nil || !n.peer.socketsUp || n.peer.rs.pending[p.Sector] != q {
 			// Connection gone: the bits stay set, the next resync redoes it.
 			n.maybeFinishDetach()

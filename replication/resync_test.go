@@ -76,3 +76,54 @@ func TestSyncTargetPrimaryWaitsForItsWritesEpoch(t *testing.T) {
 	_, pks = step(n)
 	require.True(t, rsRequested(pks, 8), "block 1 is fetched once write 77's epoch is acked: %+v", pks)
 }
+
+// A resync write still on the SyncTarget's disk when the connection
+// drops keeps its range lock until it completes: the next connection does
+// not fetch the block again before (its write could run beside the old
+// one and land first, then be overwritten by the older data while the
+// block is marked in sync), nor write it.
+func TestResyncWriteKeepsItsLockAcrossReconnect(t *testing.T) {
+	n := fuzzPeer(t)
+	n.ldev.bm.SetRange(1, 2)
+	n.startResync(SyncTarget)
+	step(n)
+	n.Tick()
+	_, pks := step(n)
+	require.True(t, rsRequested(pks, 8), "%+v", pks)
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdRSDataReply, Sector: 8, BlockID: idSyncer, Payload: make([]byte, 4096)}}))
+	ops, _ := step(n)
+	old := onlyOp(t, ops, OpWrite)
+
+	n.Disconnected("test")
+	step(n)
+	n.Connected(false)
+	sayHello(t, n, protocol.FeatureTrim|protocol.FeatureWZeroes, RolePrimary)
+	step(n)
+	require.Equal(t, WFBitMapT, n.State().Conn, "our bit set: a bitmap resync")
+	// The source's bitmap (empty: ours has the bit) and sync UUID.
+	words := make([]uint64, n.ldev.bm.WordCount())
+	for off := 0; off < len(words); off += 500 {
+		require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Bitmap{Words: words[off:min(off+500, len(words))]}}))
+	}
+	step(n)
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.SyncUUID{UUID: 0x5550}}))
+	step(n)
+	require.Equal(t, SyncTarget, n.State().Conn)
+	n.Tick()
+	_, pks = step(n)
+	require.False(t, rsRequested(pks, 8), "block 1 fetched again while the old connection's resync write of it is on the disk")
+
+	n.DiskDone(old.ID, nil, nil)
+	step(n)
+	require.EqualValues(t, 1, n.ldev.bm.Count(), "the old connection's write does not clear the bit")
+	n.Tick()
+	_, pks = step(n)
+	require.True(t, rsRequested(pks, 8), "%+v", pks)
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdRSDataReply, Sector: 8, BlockID: idSyncer, Payload: make([]byte, 4096)}}))
+	ops, _ = step(n)
+	nw := onlyOp(t, ops, OpWrite)
+	require.Equal(t, int64(8*512), nw.Offset)
+	n.DiskDone(nw.ID, nil, nil)
+	step(n)
+	require.Zero(t, n.ldev.bm.Count(), "block 1 in sync once the newer write landed")
+}
