@@ -613,6 +613,9 @@ func (n *Node) receiveRSDataReply(p *protocol.Data) error {
 	}
 	n.stats.nr += uint64(len(p.Payload))
 	if n.ldev == nil || n.ldev.detaching {
+		// No disk to write it to: the source counts the blocks as failed
+		// (DRBD answers P_NEG_ACK here too) instead of waiting for them.
+		n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: p.Sector, BlockID: idSyncer, BlockSize: uint32(q.size)})
 		n.rsRequestDone(q, false)
 		return nil
 	}

@@ -127,3 +127,24 @@ func TestResyncWriteKeepsItsLockAcrossReconnect(t *testing.T) {
 	step(n)
 	require.Zero(t, n.ldev.bm.Count(), "block 1 in sync once the newer write landed")
 }
+
+// A resync reply that arrives while the SyncTarget detaches its disk (an
+// I/O error with on-io-error detach) is
+// answered with P_NEG_ACK, as DRBD does: the source counts the blocks as
+// failed instead of waiting for an ack that never comes.
+func TestResyncReplyWhileDetachingIsNegAcked(t *testing.T) {
+	n := fuzzPeer(t)
+	n.ldev.bm.SetRange(1, 2)
+	n.startResync(SyncTarget)
+	step(n)
+	n.Tick()
+	_, pks := step(n)
+	require.True(t, rsRequested(pks, 8), "%+v", pks)
+	n.diskError("write", ErrIOError) // on-io-error detach
+	step(n)
+	require.True(t, n.ldev == nil || n.ldev.detaching, "detaching: %s", n.State())
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdRSDataReply, Sector: 8, BlockID: idSyncer, Payload: make([]byte, 4096)}}))
+	ops, pks := step(n)
+	require.Empty(t, ops, "nothing written")
+	require.Contains(t, pks, protocol.Packet(&protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: 8, BlockID: idSyncer, BlockSize: 4096}))
+}
