@@ -106,3 +106,28 @@ func TestReceiveBufferedStopsAtMalformed(t *testing.T) {
 	require.True(t, failed)
 	require.Equal(t, len(ping), rd.Buffered())
 }
+
+// handOver gives ownership to the loop or takes it back: with the loop
+// running f runs and release does not; once the loop ended, release runs
+// and f never does, however the post races the stop (post alone may say
+// true then: a connector trusting it leaked both sockets).
+func TestHandOverReleasesWhenTheLoopIsGone(t *testing.T) {
+	nodes := newPair(t, pairOpts{})
+	r := nodes[alpha].res
+	r.ensureLoop()
+	var ran, released atomic.Int32
+	r.handOver(func() { ran.Add(1) }, func() { released.Add(1) })
+	require.EqualValues(t, 1, ran.Load())
+	require.Zero(t, released.Load())
+
+	r.stop()
+	for range 200 {
+		r.handOver(func() { ran.Add(1) }, func() { released.Add(1) })
+		select {
+		case <-r.inbox: // a post the loop will never take: make room again
+		default:
+		}
+	}
+	require.EqualValues(t, 1, ran.Load(), "nothing runs after the loop ended")
+	require.EqualValues(t, 200, released.Load(), "every hand-over after the stop is released")
+}

@@ -273,9 +273,7 @@ func (cn *connector) run(r *Resource, prev <-chan struct{}, rng *rand.Rand) {
 			_ = tc.SetNoDelay(true)
 		}
 	}
-	if !r.post(func() { r.connEstablished(cn, data, meta, resolve) }) {
-		release()
-	}
+	r.handOver(func() { r.connEstablished(cn, data, meta, resolve) }, release)
 }
 
 // dial is drbd_try_connect: from the local address (any port) to the

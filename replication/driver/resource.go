@@ -225,7 +225,10 @@ func (r *Resource) run() {
 	}
 }
 
-// post hands f to the loop; false when the loop is gone.
+// post hands f to the loop; false when the loop is gone. true does not
+// promise that f runs: a stop racing the post can end the loop with f
+// still queued (the loop never runs inputs after it ended). An input
+// that hands resources over goes through handOver.
 func (r *Resource) post(f func()) bool {
 	r.queued.Add(1)
 	select {
@@ -234,6 +237,27 @@ func (r *Resource) post(f func()) bool {
 	case <-r.done:
 		r.queued.Add(-1)
 		return false
+	}
+}
+
+// handOver posts f, which takes ownership of something (the connector's
+// sockets), and waits until the loop ran it or ended: when the loop ended
+// without running it, release runs instead, so nothing is left open with
+// nobody owning it.
+func (r *Resource) handOver(f, release func()) {
+	ran := make(chan struct{})
+	if !r.post(func() { close(ran); f() }) {
+		release()
+		return
+	}
+	select {
+	case <-ran:
+	case <-r.done:
+		select {
+		case <-ran: // f ran before the loop ended
+		default:
+			release()
+		}
 	}
 }
 
