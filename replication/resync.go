@@ -297,7 +297,10 @@ func (n *Node) startResyncSource() {
 		l.uuids[uiHistory1] = l.uuids[uiHistory0]
 		l.uuids[uiHistory0] = l.uuids[uiBitmap]
 	}
-	l.uuids[uiBitmap] = uuid &^ 1
+	// Stored and sent as is (__drbd_uuid_set masks only the current
+	// UUID): bit 0 of a bitmap UUID taken from a Primary's current UUID
+	// is what discard-younger/older-primary read after a split brain.
+	l.uuids[uiBitmap] = uuid
 	n.logf(LevelInfo, "updated sync UUID %s", l.uuids)
 	n.writeSuperblock(nil)
 	n.send(DataStream, &protocol.SyncUUID{UUID: l.uuids[uiBitmap]})

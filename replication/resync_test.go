@@ -148,3 +148,19 @@ func TestResyncReplyWhileDetachingIsNegAcked(t *testing.T) {
 	require.Empty(t, ops, "nothing written")
 	require.Contains(t, pks, protocol.Packet(&protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: 8, BlockID: idSyncer, BlockSize: 4096}))
 }
+
+// The sync UUID is the bitmap UUID plus UUID_NEW_BM_OFFSET, stored and
+// sent as is, as drbd_gen_and_send_sync_uuid does: bit 0 (the UUID came
+// from a Primary's current UUID) stays, because discard-younger-primary
+// and discard-older-primary read it after a later split brain.
+func TestSyncUUIDKeepsThePrimaryBit(t *testing.T) {
+	n := fuzzPeer(t)
+	l := n.ldev
+	l.uuids[uiBitmap] = 0xA5A5_0000_0000_1235
+	n.startResyncSource()
+	_, pks := step(n)
+	want := uint64(0xA5A5_0000_0000_1235) + uuidNewBMOffset
+	require.Contains(t, pks, protocol.Packet(&protocol.SyncUUID{UUID: want}))
+	require.Equal(t, want, l.uuids[uiBitmap])
+	require.Equal(t, uint64(0xA5A5_0000_0000_1235), l.uuids[uiHistory0], "the old bitmap UUID moves to history")
+}
