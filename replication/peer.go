@@ -650,11 +650,20 @@ func (n *Node) receiveState(p *protocol.State) error {
 		if consider {
 			c, ok := n.syncHandshake(ps.Role, realPeerDisk)
 			if !ok {
-				if os.Conn == WFReportParams {
+				// As DRBD's receive_state: a peer attaching late (kernel
+				// DRBD; gdrbd attaches only while unconnected) stays
+				// connected without its disk; any other failed handshake,
+				// also on a connection already up (a forced primary, the
+				// peer starting a resync), ends the connection instead of
+				// going on as if the data were the same.
+				if os.Conn != WFReportParams && ps.Disk == Negotiating {
+					n.logf(LevelError, "Disk attach process on the peer node was aborted.")
+					realPeerDisk = Diskless
+					ns.Conn = Connected
+				} else {
 					n.dropConnection(Disconnecting, "sync handshake failed")
 					return errors.New("replication: sync handshake failed")
 				}
-				ns.Conn = Connected
 			} else {
 				ns.Conn = c
 			}

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/gdrbd/gdrbd/protocol"
 )
 
 // Table tests of DRBD 8.4's drbd_uuid_compare rules: each case names the
@@ -134,4 +136,32 @@ func TestConvertAfterSB(t *testing.T) {
 		require.True(t, ok)
 		require.Equal(t, a, back)
 	}
+}
+
+// A sync handshake that fails on a connection already up (here: the peer
+// starts a resync as SyncSource from data unrelated to ours) ends the
+// connection, as DRBD's receive_state does, instead of staying Connected
+// and UpToDate/UpToDate over different data.
+func TestFailedHandshakeOnConnectedLinkDisconnects(t *testing.T) {
+	n := fuzzPeer(t)
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.UUIDs{Current: 0x9999_0001, History: [2]uint64{0x7777_0000, 0}}}))
+	step(n)
+	err := n.Receive(DataStream, protocol.Message{Packet: &protocol.State{State: State{Role: RolePrimary, Peer: RoleSecondary, Conn: StartingSyncS, Disk: UpToDate, PDsk: Inconsistent}.Pack()}})
+	require.Error(t, err)
+	step(n)
+	require.NotEqual(t, Connected, n.State().Conn, "%s", n.State())
+	require.Less(t, n.State().Conn, Connected)
+}
+
+// A peer attaching its disk late (kernel DRBD: Negotiating) with data we
+// cannot sync with stays connected, its disk counted as gone ("Disk
+// attach process on the peer node was aborted."), as in DRBD.
+func TestFailedLateAttachOfPeerKeepsConnection(t *testing.T) {
+	n := fuzzPeer(t)
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.UUIDs{Current: 0x9999_0001, History: [2]uint64{0x7777_0000, 0}}}))
+	step(n)
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.State{State: State{Role: RolePrimary, Peer: RoleSecondary, Conn: Connected, Disk: Negotiating, PDsk: UpToDate}.Pack()}}))
+	step(n)
+	require.Equal(t, Connected, n.State().Conn)
+	require.Equal(t, Diskless, n.State().PDsk)
 }
