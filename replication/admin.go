@@ -88,10 +88,19 @@ func (n *Node) promoted(forced bool) {
 }
 
 // Secondary demotes this node (drbdadm secondary). It is refused while
-// the device is open ("Device is held open by someone").
+// the device is open ("Device is held open by someone") and while
+// application requests are in flight: a write still waiting for its
+// activity log or a range lock would reach the peer after we are
+// Secondary, when the peer may already be Primary and writing the same
+// blocks (DRBD's drbd_set_role waits for ap_pending_cnt to reach 0; the
+// driver fences and drains its export first).
 func (n *Node) Secondary(done func(error)) {
 	if n.st.Role == RoleSecondary {
 		done(nil)
+		return
+	}
+	if n.stats.ap > 0 {
+		done(fmt.Errorf("%w: %d application requests in flight", ErrDeviceInUse, n.stats.ap))
 		return
 	}
 	n.requestState(StateMask{Role: true}, State{Role: RoleSecondary}, func(err error) {

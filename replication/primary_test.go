@@ -174,3 +174,58 @@ func TestPrimaryKeepsALExtentUntilLocalWriteDone(t *testing.T) {
 	}
 	require.NotContains(t, hot(), uint32(0), "extent 0 is evicted once nothing writes to it")
 }
+
+// Demotion is refused while an application write is still in flight
+// (here: waiting for its activity-log transaction): were it allowed, the
+// write's P_DATA would reach the peer after we became Secondary, when the
+// peer may be Primary and writing the same blocks. Once the write is done
+// the demotion goes through.
+func TestSecondaryRefusedWhileWritesInFlight(t *testing.T) {
+	n, _ := connectedPrimary(t, 64<<20, protocol.FeatureTrim|protocol.FeatureWZeroes)
+	require.NoError(t, n.Propose(Request{ID: 1, Op: OpWrite, Offset: 0, Length: 4096, Data: make([]byte, 4096)}))
+	rd := n.Ready() // the AL transaction, not done yet
+	metas := append([]MetaWrite(nil), rd.MetaWrites...)
+	n.Advance()
+	require.NotEmpty(t, metas)
+	var derr error = ErrIOError
+	n.Secondary(func(err error) { derr = err })
+	require.ErrorIs(t, derr, ErrDeviceInUse)
+	require.Equal(t, RolePrimary, n.State().Role)
+
+	for _, m := range metas {
+		n.MetaDone(m.ID, nil)
+	}
+	done := false
+	for i := 0; i < 100 && !done; i++ {
+		if !n.HasReady() {
+			break
+		}
+		rd := n.Ready()
+		metas := append([]MetaWrite(nil), rd.MetaWrites...)
+		ops := append([]DiskOp(nil), rd.DiskOps...)
+		var acks []protocol.Packet
+		for _, m := range rd.Messages {
+			if d, ok := m.Msg.Packet.(*protocol.Data); ok {
+				acks = append(acks, &protocol.BlockAck{Cmd: protocol.CmdWriteAck, Sector: d.Sector, BlockID: d.BlockID, BlockSize: 4096, SeqNum: d.SeqNum})
+			}
+		}
+		for _, c := range rd.Completions {
+			done = done || c.ID == 1
+		}
+		n.Advance()
+		for _, m := range metas {
+			n.MetaDone(m.ID, nil)
+		}
+		for _, op := range ops {
+			n.DiskDone(op.ID, nil, nil)
+		}
+		for _, a := range acks {
+			require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: a}))
+		}
+	}
+	require.True(t, done, "write 1 completed")
+	n.Secondary(func(err error) { derr = err })
+	drain(n)
+	require.NoError(t, derr)
+	require.Equal(t, RoleSecondary, n.State().Role)
+}
