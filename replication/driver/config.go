@@ -111,6 +111,11 @@ func deriveSettings(rc *config.Resource) (settings, error) {
 	if c.Protocol, err = coreProtocol(n.Protocol); err != nil {
 		return s, err
 	}
+	if n.AllowTwoPrimaries && c.Protocol != replication.ProtocolC {
+		// drbdsetup net-options refuses it (ERR_NOT_PROTO_C): only under
+		// protocol C are two Primaries' conflicting writes ordered.
+		return s, fmt.Errorf("driver: resource %s: allow-two-primaries needs protocol C (Protocol C required)", rc.Name)
+	}
 	c.AllowTwoPrimaries = n.AllowTwoPrimaries
 	c.AfterSB0Pri = replication.AfterSB(n.AfterSB0Pri)
 	c.AfterSB1Pri = replication.AfterSB(n.AfterSB1Pri)

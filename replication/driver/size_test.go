@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gdrbd/gdrbd/config"
 	"github.com/gdrbd/gdrbd/replication"
 )
 
@@ -34,4 +35,26 @@ func TestSizeNegotiation(t *testing.T) {
 	require.Contains(t, a2.res.Status().LastError, "too small")
 	require.Equal(t, size, a2.res.Status().SizeBytes, "the data keeps its size")
 	_ = b2
+}
+
+// allow-two-primaries is refused unless the protocol is C, as
+// drbdsetup's net-options refuses it ("Protocol C required"): only under
+// C are two Primaries' conflicting writes ordered.
+func TestTwoPrimariesNeedProtocolC(t *testing.T) {
+	t.Parallel()
+	disks := [2]string{tempDisk(t, 24<<20), tempDisk(t, 24<<20)}
+	for _, proto := range []string{"A", "B", "C"} {
+		o := pairOpts{protocol: [2]string{proto, proto}, net: [2]string{"allow-two-primaries;", "allow-two-primaries;"}}
+		cfg, err := config.Parse("drbd.conf", []byte(configText(o, alpha, disks, 7788)), config.Options{Node: nodeNames[alpha]})
+		require.NoError(t, err)
+		rc, err := cfg.Resource("r0")
+		require.NoError(t, err)
+		r, err := New(Options{Config: rc, RunDir: t.TempDir()})
+		if proto != "C" {
+			require.ErrorContains(t, err, "Protocol C required", "protocol %s", proto)
+			continue
+		}
+		require.NoError(t, err)
+		r.stop()
+	}
 }
