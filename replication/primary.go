@@ -146,8 +146,12 @@ func (n *Node) complete(req *request, err error) {
 
 func (n *Node) startRead(req *request) {
 	first, last := blockRange(req.Offset, req.Length)
+	// An Inconsistent disk serves the blocks its bitmap says are in sync,
+	// except while a handshake is merging the peer's bits into it (the
+	// peer may have written blocks our bitmap does not mark yet).
+	merging := n.st.Conn == WFReportParams || n.st.Conn == StartingSyncT || n.st.Conn == WFBitMapT
 	localOK := n.st.Disk == UpToDate ||
-		(n.localUsableForWrite() && n.st.Disk == Inconsistent && n.rangeInSync(first, last))
+		(n.localUsableForWrite() && n.st.Disk == Inconsistent && !merging && n.rangeInSync(first, last))
 	if localOK {
 		n.readLocal(req)
 		return

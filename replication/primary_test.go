@@ -1,10 +1,12 @@
 package replication
 
 import (
+	"math/rand"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gdrbd/gdrbd/bitmap"
 	"github.com/gdrbd/gdrbd/metadata"
 	"github.com/gdrbd/gdrbd/protocol"
 )
@@ -228,4 +230,74 @@ func TestSecondaryRefusedWhileWritesInFlight(t *testing.T) {
 	drain(n)
 	require.NoError(t, derr)
 	require.Equal(t, RoleSecondary, n.State().Role)
+}
+
+// helloWithUUIDs is the peer's handshake with the given UUIDs, the peer
+// UpToDate and this node's disk Inconsistent in its view.
+func helloWithUUIDs(t *testing.T, n *Node, cur, bm uint64, peerRole Role) {
+	t.Helper()
+	data := uint64(n.Size() / 512)
+	for _, p := range []protocol.Packet{
+		&protocol.ConnectionFeatures{ProtocolMin: 86, ProtocolMax: 101},
+		&protocol.Protocol{Cmd: protocol.CmdProtocol, Protocol: 3},
+		&protocol.SyncParam{ResyncRate: 250},
+		&protocol.Sizes{DiskSize: data, CurrentSize: data, MaxBIOSize: protocol.MaxBIOSize},
+		&protocol.UUIDs{Current: cur, Bitmap: bm},
+		&protocol.State{State: State{Role: peerRole, Peer: RolePrimary, Conn: Connected, Disk: UpToDate, PDsk: Inconsistent}.Pack()},
+	} {
+		require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: p}), "%T", p)
+	}
+}
+
+// A Primary whose disk is Inconsistent (it was SyncTarget) reads from the
+// peer, not from its own disk, while a reconnect's handshake is merging
+// the peer's bitmap (WFBitMapT): the peer, promoted meanwhile, may have
+// written blocks our bitmap does not mark yet.
+func TestInconsistentPrimaryReadsFromPeerDuringBitmapExchange(t *testing.T) {
+	layout, err := metadata.ComputeLayout(metadata.Internal(), 64<<20, 1, 8)
+	require.NoError(t, err)
+	data := uint64(layout.MDOffset+int64(layout.BMOffset)*512) / 512
+	al, err := metadata.NewActivityLog(metadata.ALConfig{Extents: metadata.ALExtentsMin, Layout: layout})
+	require.NoError(t, err)
+	sb := metadata.NewSuperblock(layout, 0)
+	sb.UUIDs.Current = 0xABCD00
+	r := rand.New(rand.NewSource(1))
+	n := NewNode(DefaultConfig(), Options{Rand: r.Uint64})
+	require.NoError(t, n.Attach(AttachParams{MaxSectors: data, Super: sb, Layout: layout, Bitmap: bitmap.ForSectors(data), AL: al}))
+	require.NoError(t, n.Connect(false))
+	n.Connected(false)
+	helloWithUUIDs(t, n, 0xABCD00, 0, RoleSecondary)
+	drain(n)
+	require.Equal(t, WFBitMapT, n.State().Conn, "%s", n.State())
+	words := make([]uint64, n.ldev.bm.WordCount())
+	words[0] = 1 // block 0 out of sync
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Bitmap{Words: words}}))
+	drain(n)
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.SyncUUID{UUID: 0x5500}}))
+	drain(n)
+	require.Equal(t, SyncTarget, n.State().Conn, "%s", n.State())
+	var perr error = ErrIOError
+	n.Primary(false, func(err error) { perr = err })
+	drain(n)
+	require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.StateChgReply{Cmd: protocol.CmdStateChgReply, RetCode: 1}}))
+	drain(n)
+	require.NoError(t, perr)
+
+	// Block 10 is in sync per our bitmap: read locally while SyncTarget.
+	require.NoError(t, n.Propose(Request{ID: 1, Op: OpRead, Offset: 10 * 4096, Length: 4096, Data: make([]byte, 4096)}))
+	ops, _ := step(n)
+	onlyOp(t, ops, OpRead)
+	n.DiskDone(ops[0].ID, nil, nil)
+	step(n)
+
+	n.Disconnected("test")
+	drain(n)
+	n.Connected(false)
+	helloWithUUIDs(t, n, 0x7700, 0x5500, RoleSecondary) // the peer's new generation
+	step(n)
+	require.Equal(t, WFBitMapT, n.State().Conn)
+	require.NoError(t, n.Propose(Request{ID: 2, Op: OpRead, Offset: 10 * 4096, Length: 4096, Data: make([]byte, 4096)}))
+	ops, pks := step(n)
+	require.Empty(t, ops, "not read from the local disk in %s", n.State())
+	require.Contains(t, pks, protocol.Packet(&protocol.BlockReq{Cmd: protocol.CmdDataRequest, Sector: 80, BlockID: 2, BlockSize: 4096}))
 }
