@@ -723,6 +723,15 @@ func (n *Node) receiveBlockReq(p *protocol.BlockReq) error {
 		return nil
 	}
 	read := func() {
+		if n.ldev != l || l.detaching {
+			// Detached while the read waited for earlier peer writes.
+			if p.Cmd == protocol.CmdDataRequest {
+				negReply(protocol.CmdNegDReply)
+			} else {
+				negReply(protocol.CmdNegRSDReply)
+			}
+			return
+		}
 		l.inFlight++
 		n.submitDisk(DiskOp{Op: OpRead, Offset: off, Length: size}, func(err error, data []byte) {
 			l.inFlight--
@@ -734,16 +743,18 @@ func (n *Node) receiveBlockReq(p *protocol.BlockReq) error {
 	if p.Cmd == protocol.CmdRSDataRequest || p.Cmd == protocol.CmdCsumRSRequest {
 		// Do not read while an application write to the range is in
 		// flight; hold new ones until the data is queued.
-		lk := n.lockRange(off, size, lockResync, read)
-		rs := &n.peer.rs
-		if rs.pending == nil {
-			rs.pending = map[uint64]*rsReq{}
-		}
-		srcKey := p.Sector | 1<<63
-		rs.pending[srcKey] = &rsReq{sector: p.Sector, size: size, lock: lk}
+		n.afterPeerWrites(off, size, func() {
+			lk := n.lockRange(off, size, lockResync, read)
+			rs := &n.peer.rs
+			if rs.pending == nil {
+				rs.pending = map[uint64]*rsReq{}
+			}
+			srcKey := p.Sector | 1<<63
+			rs.pending[srcKey] = &rsReq{sector: p.Sector, size: size, lock: lk}
+		})
 		return nil
 	}
-	read()
+	n.afterPeerWrites(off, size, read)
 	return nil
 }
 

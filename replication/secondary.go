@@ -61,6 +61,72 @@ type rEpoch struct {
 type receiver struct {
 	epochs  []*rEpoch
 	backlog int // 4 KiB pages of peer writes received and not yet completed
+	// waiting: the peer's read requests held back until the writes it
+	// sent before them to the same blocks are on the disk (PEER READS
+	// AFTER PEER WRITES).
+	waiting []waitingRead
+}
+
+// waitingRead is a peer read request held back by earlier peer writes.
+type waitingRead struct {
+	off, size int64
+	start     func()
+}
+
+// PEER READS AFTER PEER WRITES: a read request (P_DATA_REQUEST of a
+// diskless or SyncTarget Primary, or P_RS_DATA_REQUEST) is served only
+// after every write the peer sent before it to the same blocks is on our
+// disk. A write may be held back for a later epoch, or wait for a range
+// lock, while the read would go to the disk at once and return the data
+// from before a write the peer already completed (protocol A and B
+// complete writes before the Secondary has them on disk). DRBD's receiver
+// gets the same order by submitting writes as it reads them and blocking
+// at each barrier.
+
+// peerWritesPending reports whether a write received from the peer and
+// not completed overlaps [off, off+size).
+func (n *Node) peerWritesPending(off, size int64) bool {
+	for _, e := range n.peer.recv.epochs {
+		if e.done == len(e.writes) {
+			continue
+		}
+		for _, w := range e.writes {
+			if !w.done && off < int64(w.sector)*512+w.size && int64(w.sector)*512 < off+size {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// afterPeerWrites runs start now, or once the peer writes received so far
+// that overlap [off, off+size) are done.
+func (n *Node) afterPeerWrites(off, size int64, start func()) {
+	if !n.peerWritesPending(off, size) {
+		start()
+		return
+	}
+	n.peer.recv.waiting = append(n.peer.recv.waiting, waitingRead{off: off, size: size, start: start})
+}
+
+// startWaitingReads starts the held-back reads no write holds back any
+// more (after a peer write completed).
+func (n *Node) startWaitingReads() {
+	r := &n.peer.recv
+	if len(r.waiting) == 0 {
+		return
+	}
+	ws := r.waiting
+	r.waiting = nil
+	var keep []waitingRead
+	for _, w := range ws {
+		if n.peerWritesPending(w.off, w.size) {
+			keep = append(keep, w)
+			continue
+		}
+		w.start()
+	}
+	r.waiting = append(keep, r.waiting...)
 }
 
 func (r *receiver) init() { r.epochs = []*rEpoch{{}} }
@@ -201,6 +267,7 @@ func (n *Node) peerWriteDone(pr *peer, e *rEpoch, w *peerWrite, err error) {
 		return
 	}
 	pr.recv.backlog -= w.pages()
+	defer n.startWaitingReads()
 	if err != nil {
 		if err != ErrNotAttached {
 			n.diskError("peer write", err)

@@ -177,3 +177,46 @@ func TestSecondaryStalePeerWriteAfterReconnect(t *testing.T) {
 	require.Len(t, pks, 1)
 	require.Equal(t, &protocol.BlockAck{Cmd: protocol.CmdWriteAck, Sector: 8, BlockID: 2, BlockSize: 4096, SeqNum: 2}, pks[0])
 }
+
+// PEER READS AFTER PEER WRITES: a read request the peer sends after a
+// write to the same block (protocol A: that write already completed on
+// the Primary) is served only once the write is on our disk, although the
+// write waits for the previous epoch; a read of other blocks goes at once.
+func TestPeerReadWaitsForEarlierPeerWrite(t *testing.T) {
+	n := fuzzPeer(t)
+	pd := func(sector, id uint64) protocol.Message {
+		return protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdData, Sector: sector, BlockID: id, SeqNum: uint32(id), Payload: make([]byte, 4096)}}
+	}
+	req := func(sector, id uint64) protocol.Message {
+		return protocol.Message{Packet: &protocol.BlockReq{Cmd: protocol.CmdDataRequest, Sector: sector, BlockID: id, BlockSize: 4096}}
+	}
+	require.NoError(t, n.Receive(DataStream, pd(0, 1))) // W1, epoch 1
+	ops, _ := step(n)
+	w1 := onlyOp(t, ops, OpWrite)
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Barrier{Barrier: 1}}))
+	require.NoError(t, n.Receive(DataStream, pd(8, 2))) // W2, epoch 2: held back
+	ops, _ = step(n)
+	require.Empty(t, ops)
+	require.NoError(t, n.Receive(DataStream, req(8, 99))) // read of W2's block
+	require.NoError(t, n.Receive(DataStream, req(16, 98)))
+	ops, _ = step(n)
+	rd := onlyOp(t, ops, OpRead)
+	require.Equal(t, int64(16*512), rd.Offset, "only the read of an unwritten-to block goes at once")
+
+	n.DiskDone(w1.ID, nil, nil) // epoch 1 done, flushed: W2 issued
+	ops, _ = step(n)
+	fl := onlyOp(t, ops, OpFlush)
+	n.DiskDone(fl.ID, nil, nil)
+	ops, _ = step(n)
+	w2 := onlyOp(t, ops, OpWrite)
+	require.Equal(t, int64(8*512), w2.Offset)
+	n.DiskDone(w2.ID, nil, nil)
+	ops, _ = step(n)
+	var reads []int64
+	for _, op := range ops {
+		if op.Op == OpRead {
+			reads = append(reads, op.Offset)
+		}
+	}
+	require.Equal(t, []int64{8 * 512}, reads, "the read of W2's block after W2 (with epoch 2's early flush)")
+}
