@@ -16,6 +16,13 @@ import (
 func connectedPrimary(t *testing.T, size int64, feats uint32) (*Node, metadata.Layout) {
 	t.Helper()
 	n, layout := connectedNode(t, size, feats, RoleSecondary)
+	promote(t, n)
+	return n, layout
+}
+
+// promote makes the connected n Primary, the peer agreeing.
+func promote(t *testing.T, n *Node) {
+	t.Helper()
 	var perr error = ErrIOError
 	n.Primary(false, func(err error) { perr = err })
 	drain(n)
@@ -23,7 +30,6 @@ func connectedPrimary(t *testing.T, size int64, feats uint32) (*Node, metadata.L
 	drain(n)
 	require.NoError(t, perr)
 	require.Equal(t, RolePrimary, n.State().Role)
-	return n, layout
 }
 
 // A trim the peer cannot take (it did not agree to TRIM) is not sent and
@@ -276,12 +282,7 @@ func TestInconsistentPrimaryReadsFromPeerDuringBitmapExchange(t *testing.T) {
 	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.SyncUUID{UUID: 0x5500}}))
 	drain(n)
 	require.Equal(t, SyncTarget, n.State().Conn, "%s", n.State())
-	var perr error = ErrIOError
-	n.Primary(false, func(err error) { perr = err })
-	drain(n)
-	require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.StateChgReply{Cmd: protocol.CmdStateChgReply, RetCode: 1}}))
-	drain(n)
-	require.NoError(t, perr)
+	promote(t, n)
 
 	// Block 10 is in sync per our bitmap: read locally while SyncTarget.
 	require.NoError(t, n.Propose(Request{ID: 1, Op: OpRead, Offset: 10 * 4096, Length: 4096, Data: make([]byte, 4096)}))

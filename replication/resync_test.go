@@ -18,6 +18,20 @@ func rsRequested(pks []protocol.Packet, sector uint64) bool {
 	return false
 }
 
+// requestingBlock1 is a Secondary SyncTarget that has just asked its
+// source for block 1 (sector 8), its only out-of-sync block.
+func requestingBlock1(t *testing.T) *Node {
+	t.Helper()
+	n := fuzzPeer(t)
+	n.ldev.bm.SetRange(1, 2)
+	n.startResync(SyncTarget)
+	step(n)
+	n.Tick()
+	_, pks := step(n)
+	require.True(t, rsRequested(pks, 8), "%+v", pks)
+	return n
+}
+
 // A Primary SyncTarget does not fetch blocks an application write of its
 // own may not have reached the source with yet: the write's local part is
 // done, its P_DATA may still be queued on the source behind an unfinished
@@ -83,13 +97,7 @@ func TestSyncTargetPrimaryWaitsForItsWritesEpoch(t *testing.T) {
 // one and land first, then be overwritten by the older data while the
 // block is marked in sync), nor write it.
 func TestResyncWriteKeepsItsLockAcrossReconnect(t *testing.T) {
-	n := fuzzPeer(t)
-	n.ldev.bm.SetRange(1, 2)
-	n.startResync(SyncTarget)
-	step(n)
-	n.Tick()
-	_, pks := step(n)
-	require.True(t, rsRequested(pks, 8), "%+v", pks)
+	n := requestingBlock1(t)
 	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdRSDataReply, Sector: 8, BlockID: idSyncer, Payload: make([]byte, 4096)}}))
 	ops, _ := step(n)
 	old := onlyOp(t, ops, OpWrite)
@@ -110,7 +118,7 @@ func TestResyncWriteKeepsItsLockAcrossReconnect(t *testing.T) {
 	step(n)
 	require.Equal(t, SyncTarget, n.State().Conn)
 	n.Tick()
-	_, pks = step(n)
+	_, pks := step(n)
 	require.False(t, rsRequested(pks, 8), "block 1 fetched again while the old connection's resync write of it is on the disk")
 
 	n.DiskDone(old.ID, nil, nil)
@@ -129,17 +137,11 @@ func TestResyncWriteKeepsItsLockAcrossReconnect(t *testing.T) {
 }
 
 // A resync reply that arrives while the SyncTarget detaches its disk (an
-// I/O error with on-io-error detach) is
-// answered with P_NEG_ACK, as DRBD does: the source counts the blocks as
-// failed instead of waiting for an ack that never comes.
+// I/O error with on-io-error detach) is answered with P_NEG_ACK, as DRBD
+// does: the source counts the blocks as failed instead of waiting for an
+// ack that never comes.
 func TestResyncReplyWhileDetachingIsNegAcked(t *testing.T) {
-	n := fuzzPeer(t)
-	n.ldev.bm.SetRange(1, 2)
-	n.startResync(SyncTarget)
-	step(n)
-	n.Tick()
-	_, pks := step(n)
-	require.True(t, rsRequested(pks, 8), "%+v", pks)
+	n := requestingBlock1(t)
 	n.diskError("write", ErrIOError) // on-io-error detach
 	step(n)
 	require.True(t, n.ldev == nil || n.ldev.detaching, "detaching: %s", n.State())
