@@ -940,8 +940,8 @@ func (n *Node) Tick() {
 		p.pingSent = p.now
 		n.send(MetaStream, &protocol.Empty{Cmd: protocol.CmdPing})
 	}
-	if n.tlOldestPendingSince() > 0 && n.cfg.KoCount > 0 {
-		if age := p.now - n.tlOldestPendingSince(); age > int64(n.cfg.TimeoutTicks*n.cfg.KoCount) {
+	if since, waiting := n.oldestPeerWait(); waiting && n.cfg.KoCount > 0 {
+		if age := p.now - since; age > int64(n.cfg.TimeoutTicks*n.cfg.KoCount) {
 			n.logf(LevelWarn, "Remote failed to finish a request within ko-count * timeout")
 			n.dropConnection(Timeout, "request timeout")
 			return

@@ -732,27 +732,46 @@ func (n *Node) tlClear() {
 	}
 }
 
-// tlOldestPendingSince returns when the oldest request still waiting for
-// the peer was sent (0 if none).
-func (n *Node) tlOldestPendingSince() int64 {
-	var oldest int64
+// oldestPeerWait returns since when the oldest thing we wait for from the
+// peer has been outstanding: a write's ack, a closed epoch's
+// P_BARRIER_ACK (what a FLUSH and protocol A wait for), a remote read's
+// reply, as DRBD's request timer looks at all of them; ok is false when
+// nothing is outstanding. (A tick count of 0 is a real time: the first
+// connection's handshake and writes can happen before the first tick.)
+func (n *Node) oldestPeerWait() (since int64, ok bool) {
+	see := func(t int64) {
+		if !ok || t < since {
+			since, ok = t, true
+		}
+	}
 	for _, e := range n.tl.epochs {
+		if e.closed {
+			see(e.closedAt)
+		}
 		for _, req := range e.writes {
-			if req.netPending && (oldest == 0 || req.sentAt < oldest) {
-				oldest = req.sentAt
+			if req.netPending {
+				see(req.sentAt)
 			}
 		}
 	}
-	return oldest
+	if n.peer != nil && n.peer.pendingReads > 0 {
+		for _, req := range n.reqs {
+			if req.remoteRead && req.netPending {
+				see(req.sentAt)
+			}
+		}
+	}
+	return since, ok
 }
 
 // ---- transfer log ----
 
 // tlEpoch is one epoch of replicated writes.
 type tlEpoch struct {
-	nr     uint32
-	writes []*request
-	closed bool
+	nr       uint32
+	writes   []*request
+	closed   bool
+	closedAt int64 // the peer's tick count when its P_BARRIER went out
 }
 
 // transferLog is the Primary's list of epochs not yet barrier-acked.
@@ -820,6 +839,9 @@ func (n *Node) closeEpoch() {
 		return
 	}
 	e.closed = true
+	if n.peer != nil {
+		e.closedAt = n.peer.now
+	}
 	n.tl.open = nil
 	n.tl.lastClosedNr = e.nr
 	n.stats.ep++

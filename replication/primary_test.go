@@ -302,3 +302,104 @@ func TestInconsistentPrimaryReadsFromPeerDuringBitmapExchange(t *testing.T) {
 	require.Empty(t, ops, "not read from the local disk in %s", n.State())
 	require.Contains(t, pks, protocol.Packet(&protocol.BlockReq{Cmd: protocol.CmdDataRequest, Sector: 80, BlockID: 2, BlockSize: 4096}))
 }
+
+// livePeerTicks ticks n k times, doing every disk and metadata operation
+// and reporting every send token; the peer answers every P_PING and
+// nothing else. It returns the completions seen and the packets sent.
+func livePeerTicks(n *Node, k int) (map[uint64]error, []protocol.Packet) {
+	done := map[uint64]error{}
+	var sent []protocol.Packet
+	pump := func() {
+		for i := 0; i < 100 && n.HasReady(); i++ {
+			rd := n.Ready()
+			metas := append([]MetaWrite(nil), rd.MetaWrites...)
+			ops := append([]DiskOp(nil), rd.DiskOps...)
+			msgs := append([]Send(nil), rd.Messages...)
+			for _, c := range rd.Completions {
+				done[c.ID] = c.Err
+			}
+			n.Advance()
+			for _, m := range metas {
+				n.MetaDone(m.ID, nil)
+			}
+			for _, op := range ops {
+				var data []byte
+				if op.Op == OpRead && op.Data == nil {
+					data = make([]byte, op.Length)
+				}
+				n.DiskDone(op.ID, nil, data)
+			}
+			for _, m := range msgs {
+				sent = append(sent, m.Msg.Packet)
+				if m.Token != 0 {
+					n.Sent(m.Token)
+				}
+				if e, ok := m.Msg.Packet.(*protocol.Empty); ok && e.Cmd == protocol.CmdPing {
+					_ = n.Receive(MetaStream, protocol.Message{Packet: &protocol.Empty{Cmd: protocol.CmdPingAck}})
+				}
+			}
+		}
+	}
+	pump()
+	for i := 0; i < k; i++ {
+		n.Tick()
+		pump()
+	}
+	return done, sent
+}
+
+// KO-COUNT: a peer that answers pings but stops answering requests is
+// dropped after timeout * ko-count, whatever the request waits for, and
+// the request completes (marked out of sync). Each case hung for ever.
+
+// A write sent before the first tick (tick count 0, which meant "nothing
+// pending").
+func TestKoCountCoversWriteSentAtTickZero(t *testing.T) {
+	n, _ := connectedPrimary(t, 64<<20, 0)
+	require.NoError(t, n.Propose(Request{ID: 1, Op: OpWrite, Offset: 0, Length: 4096, Data: make([]byte, 4096)}))
+	limit := n.Config().TimeoutTicks * n.Config().KoCount
+	done, _ := livePeerTicks(n, limit+2)
+	require.Contains(t, done, uint64(1), "%s", n.State())
+	require.Less(t, n.State().Conn, Connected)
+}
+
+// A FLUSH whose epoch's P_BARRIER_ACK does not come (its write was acked).
+func TestKoCountCoversFlushWaitingForBarrierAck(t *testing.T) {
+	n, _ := connectedPrimary(t, 64<<20, 0)
+	n.Tick()
+	require.NoError(t, n.Propose(Request{ID: 1, Op: OpWrite, Offset: 0, Length: 4096, Data: make([]byte, 4096)}))
+	done, sent := livePeerTicks(n, 0)
+	for _, p := range sent {
+		if d, ok := p.(*protocol.Data); ok {
+			require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.BlockAck{Cmd: protocol.CmdWriteAck, Sector: d.Sector, BlockID: d.BlockID, BlockSize: uint32(len(d.Payload)), SeqNum: d.SeqNum}}))
+		}
+	}
+	d2, _ := livePeerTicks(n, 0)
+	for k, v := range d2 {
+		done[k] = v
+	}
+	require.Contains(t, done, uint64(1))
+	require.NoError(t, n.Propose(Request{ID: 2, Op: OpFlush}))
+	limit := n.Config().TimeoutTicks * n.Config().KoCount
+	d3, _ := livePeerTicks(n, limit+2)
+	require.Contains(t, d3, uint64(2), "%s", n.State())
+	require.Less(t, n.State().Conn, Connected)
+}
+
+// A diskless Primary's read the peer does not answer.
+func TestKoCountCoversRemoteRead(t *testing.T) {
+	n, _ := connectedPrimary(t, 64<<20, 0)
+	n.Tick()
+	var derr error = ErrIOError
+	n.Detach(func(err error) { derr = err })
+	livePeerTicks(n, 0)
+	require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.StateChgReply{Cmd: protocol.CmdStateChgReply, RetCode: 1}}))
+	livePeerTicks(n, 0)
+	require.NoError(t, derr)
+	require.Equal(t, Diskless, n.State().Disk)
+	require.NoError(t, n.Propose(Request{ID: 7, Op: OpRead, Offset: 0, Length: 4096, Data: make([]byte, 4096)}))
+	limit := n.Config().TimeoutTicks * n.Config().KoCount
+	done, _ := livePeerTicks(n, limit+2)
+	require.Contains(t, done, uint64(7), "%s", n.State())
+	require.Error(t, done[7], "no disk and no peer: the read fails")
+}
