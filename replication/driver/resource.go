@@ -899,7 +899,13 @@ func (r *Resource) stop() {
 	if c := r.conn; c != nil {
 		r.conn = nil
 		close(c.stop)
+		c.closing.Store(true) // a writer drops P_DATA from here on
 		c.closeHard()
+		// A writer may still be inside a writev from a request's buffer,
+		// which abortAsync below hands back to the NBD server: wait for
+		// both (on closed sockets they end at once).
+		<-c.dataWDone
+		<-c.metaWDone
 	}
 	if d := r.disk; d != nil {
 		r.disk = nil
