@@ -797,7 +797,12 @@ func (r *Resource) secondaryLocked(ctx context.Context) error {
 	})
 	if err != nil && exp != nil {
 		// Still Primary: serve again.
-		if xerr := r.startExport(ctx); xerr != nil {
+		// A deadline of its own, not ctx's: a demotion that failed because
+		// ctx ran out must still leave the Primary serving.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		xerr := r.startExport(rctx)
+		cancel()
+		if xerr != nil {
 			r.log.Error("cannot export the device again after a failed demotion", zap.Error(xerr))
 		}
 	}
