@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/gdrbd/gdrbd/blockdev"
+	"github.com/gdrbd/gdrbd/config"
 	"github.com/gdrbd/gdrbd/metadata"
 	"github.com/gdrbd/gdrbd/nbd"
 	"github.com/gdrbd/gdrbd/replication"
@@ -140,6 +141,12 @@ func New(opts Options) (*Resource, error) {
 		log = zap.NewNop()
 	}
 	log = log.With(zap.String("resource", set.core.Resource), zap.Int("volume", set.core.Volume))
+	if oc := opts.Config.Net.OnCongestion; oc != 0 && oc != config.CongestionBlock {
+		// Parsed as drbdadm does, not acted on: say so rather than let a
+		// user believe the Primary pulls ahead of a slow link.
+		log.Warn("on-congestion is not implemented: writes wait for the link as with on-congestion block",
+			zap.Stringer("on_congestion", oc))
+	}
 	rnd := opts.Rand
 	if rnd == nil {
 		rnd = cryptoRand

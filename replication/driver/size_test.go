@@ -58,3 +58,13 @@ func TestTwoPrimariesNeedProtocolC(t *testing.T) {
 		r.stop()
 	}
 }
+
+// on-congestion other than block is parsed, not acted on: the daemon says
+// so when the resource is created instead of leaving the user to believe
+// the Primary pulls ahead of a slow link.
+func TestOnCongestionNotImplementedIsLogged(t *testing.T) {
+	t.Parallel()
+	nodes := newPair(t, pairOpts{protocol: [2]string{"A", "A"}, net: [2]string{"on-congestion pull-ahead;", ""}})
+	require.True(t, nodes[alpha].logged("on-congestion is not implemented"))
+	require.False(t, nodes[bravo].logged("on-congestion is not implemented"))
+}
