@@ -194,9 +194,10 @@ func (n *Node) receiveBitmap(words []uint64, c *protocol.CompressedBitmap) error
 		rs.bmRecvBit = next
 		rs.bmPackets[0]++
 	} else {
-		if rs.bmRecvBit%64 != 0 && rs.bmRecvBit < nbits {
-			return n.protocolError("plain bitmap chunk after a compressed one ending mid-word")
-		}
+		// After a compressed chunk that ended mid-word the sender goes on
+		// from the start of that word (DRBD's send_bitmap_rle_or_plain;
+		// bm_xfer_ctx_bit_to_word_offset): the bits both cover are ORed
+		// twice.
 		w := rs.bmRecvBit / 64
 		if uint64(len(words)) > uint64(bm.WordCount())-min(w, uint64(bm.WordCount())) {
 			return n.protocolError("bitmap packet beyond %d words", bm.WordCount())

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -165,4 +166,42 @@ func TestSyncUUIDKeepsThePrimaryBit(t *testing.T) {
 	require.Contains(t, pks, protocol.Packet(&protocol.SyncUUID{UUID: want}))
 	require.Equal(t, want, l.uuids[uiBitmap])
 	require.Equal(t, uint64(0xA5A5_0000_0000_1235), l.uuids[uiHistory0], "the old bitmap UUID moves to history")
+}
+
+// A compressed bitmap chunk may end in the middle of a word and the next
+// chunk be plain (what did not compress), starting at that word, as
+// DRBD's send_bitmap_rle_or_plain sends it: the receiver ORs the word
+// again instead of refusing the exchange.
+func TestBitmapPlainChunkAfterCompressedMidWord(t *testing.T) {
+	a, _ := connectedNode(t, 1<<30, protocol.FeatureTrim|protocol.FeatureWZeroes, RolePrimary)
+	b, _ := connectedNode(t, 1<<30, protocol.FeatureTrim|protocol.FeatureWZeroes, RolePrimary)
+	a.cfg.UseRLE = true
+	bm := a.ldev.bm
+	var i uint64
+	for ; i < 150000; i += 200 {
+		bm.SetRange(i, i+100) // compresses
+	}
+	r := rand.New(rand.NewPCG(7, 7))
+	for ; i < bm.Len(); i++ {
+		if r.IntN(2) == 0 {
+			bm.Set(i) // does not
+		}
+	}
+	a.sendBitmap()
+	_, pks := step(a)
+	kinds := ""
+	b.st.Conn = WFBitMapT
+	for _, p := range pks {
+		switch p.(type) {
+		case *protocol.Bitmap:
+			kinds += "P"
+		case *protocol.CompressedBitmap:
+			kinds += "C"
+		default:
+			continue
+		}
+		require.NoError(t, b.Receive(DataStream, protocol.Message{Packet: p}), "chunks %s", kinds)
+	}
+	require.Contains(t, kinds, "CP", "a plain chunk follows a compressed one")
+	require.True(t, b.ldev.bm.Equal(a.ldev.bm))
 }
