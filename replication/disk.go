@@ -249,6 +249,12 @@ func (n *Node) setInSync(off, length int64) uint64 {
 	}
 	first := (uint64(off) + BlockSize - 1) / BlockSize
 	end := uint64(off+length) / BlockSize
+	if last := n.ldev.sizeSectors * 512; last > 0 && uint64(off+length) >= last {
+		// The device's last block may be partial: a range reaching the
+		// end covers it (DRBD's drbd_set_in_sync), or its bit would never
+		// clear and the resync never end.
+		end = (last + BlockSize - 1) / BlockSize
+	}
 	if end <= first {
 		return 0
 	}

@@ -23,8 +23,9 @@ func fuzzPeer(tb testing.TB) *Node {
 
 // connectedNode is a Secondary, UpToDate on a disk of size bytes with
 // internal metadata (layout), connected to a peer with the same data that
-// agreed features feats and is peerRole.
-func connectedNode(tb testing.TB, size int64, feats uint32, peerRole Role) (*Node, metadata.Layout) {
+// agreed features feats and is peerRole. attach, if given, changes the
+// attach parameters first.
+func connectedNode(tb testing.TB, size int64, feats uint32, peerRole Role, attach ...func(*AttachParams)) (*Node, metadata.Layout) {
 	tb.Helper()
 	layout, err := metadata.ComputeLayout(metadata.Internal(), size, 1, 8)
 	if err != nil {
@@ -40,7 +41,11 @@ func connectedNode(tb testing.TB, size int64, feats uint32, peerRole Role) (*Nod
 	sb.Flags = metadata.Flags(MDFConsistent | MDFWasUpToDate)
 	r := rand.New(rand.NewSource(1))
 	n := NewNode(DefaultConfig(), Options{Rand: r.Uint64})
-	if err := n.Attach(AttachParams{MaxSectors: data, Super: sb, Layout: layout, Bitmap: bitmap.ForSectors(data), AL: al}); err != nil {
+	ap := AttachParams{MaxSectors: data, Super: sb, Layout: layout, Bitmap: bitmap.ForSectors(data), AL: al}
+	for _, f := range attach {
+		f(&ap)
+	}
+	if err := n.Attach(ap); err != nil {
 		tb.Fatal(err)
 	}
 	if err := n.Connect(false); err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gdrbd/gdrbd/bitmap"
 	"github.com/gdrbd/gdrbd/protocol"
 )
 
@@ -166,6 +167,38 @@ func TestSyncUUIDKeepsThePrimaryBit(t *testing.T) {
 	require.Contains(t, pks, protocol.Packet(&protocol.SyncUUID{UUID: want}))
 	require.Equal(t, want, l.uuids[uiBitmap])
 	require.Equal(t, uint64(0xA5A5_0000_0000_1235), l.uuids[uiHistory0], "the old bitmap UUID moves to history")
+}
+
+// A device whose size is not a multiple of 4 KiB ends in a partial block;
+// its resync write, shorter than a block, clears its bit (DRBD's
+// drbd_set_in_sync treats a range reaching the end as covering it), or the
+// resync would ask for it for ever and never finish.
+func TestResyncClearsThePartialLastBlock(t *testing.T) {
+	n, _ := connectedNode(t, 64<<20, protocol.FeatureTrim|protocol.FeatureWZeroes, RolePrimary, func(p *AttachParams) {
+		p.MaxSectors -= 3
+		p.Bitmap = bitmap.ForSectors(p.MaxSectors)
+	})
+	require.NotZero(t, n.ldev.sizeSectors%8, "a partial last block")
+	last := n.ldev.bm.Len() - 1
+	n.ldev.bm.Set(last)
+	n.startResync(SyncTarget)
+	step(n)
+	n.Tick()
+	_, pks := step(n)
+	var req *protocol.BlockReq
+	for _, p := range pks {
+		if q, ok := p.(*protocol.BlockReq); ok {
+			req = q
+		}
+	}
+	require.NotNil(t, req, "%+v", pks)
+	require.Less(t, req.BlockSize, uint32(BlockSize))
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdRSDataReply, Sector: req.Sector, BlockID: idSyncer, Payload: make([]byte, req.BlockSize)}}))
+	drain(n)
+	require.False(t, n.ldev.bm.Test(last), "%s", n.State())
+	n.Tick()
+	_, pks = step(n)
+	require.False(t, rsRequested(pks, req.Sector), "the block is not asked for again")
 }
 
 // A compressed bitmap chunk may end in the middle of a word and the next
