@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"fmt"
 	"github.com/gdrbd/gdrbd/protocol"
 )
 
@@ -181,6 +182,9 @@ func (n *Node) receivePeerWrite(p *protocol.Data) error {
 
 // receivePeerTrim handles P_TRIM and P_ZEROES.
 func (n *Node) receivePeerTrim(p *protocol.Trim) error {
+	if n.st.Conn < Connected && n.st.Conn != WFReportParams {
+		return n.protocolError("%v in state %s", p.Cmd, n.st.Conn)
+	}
 	if err := n.checkPeerRange(p.Sector, int64(p.Size)); err != nil {
 		return err
 	}
@@ -222,9 +226,12 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 	l := n.ldev
 	off := int64(w.sector) * 512
 	n.ioSectors += uint64(w.size / 512)
-	submit := func() {
-		var lk *rangeLock
-		lk = n.lockRange(off, w.size, lockWrite, func() {
+	// The range lock comes first, also for a write with DP_FLUSH: taken
+	// only after its preflush, a later overlapping write of the same epoch
+	// could take it in between and be overwritten by this older one.
+	var lk *rangeLock
+	lk = n.lockRange(off, w.size, lockWrite, func() {
+		write := func() {
 			l.inFlight++
 			n.submitDisk(DiskOp{Op: w.op, Offset: off, Length: w.size, Data: w.data, FUA: w.flags&protocol.DPFUA != 0}, func(err error, _ []byte) {
 				l.inFlight--
@@ -232,21 +239,27 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 				n.peerWriteDone(pr, e, w, err)
 				n.maybeFinishDetach()
 			})
-		})
-	}
-	if w.flags&protocol.DPFlush != 0 {
-		// PREFLUSH: what completed before must be durable first.
+		}
+		if w.flags&protocol.DPFlush == 0 {
+			write()
+			return
+		}
+		// PREFLUSH: what completed before must be durable first. A failed
+		// flush fails the write, as the kernel's flush+write bio does:
+		// P_NEG_ACK, the blocks out of sync, not an ack for a write whose
+		// predecessors may not be durable.
 		l.inFlight++
 		n.submitDisk(DiskOp{Op: OpFlush}, func(err error, _ []byte) {
 			l.inFlight--
 			if err != nil {
-				n.diskError("flush", err)
+				n.unlockRange(lk)
+				n.peerWriteDone(pr, e, w, fmt.Errorf("preflush: %w", err))
+				n.maybeFinishDetach()
+				return
 			}
-			submit()
+			write()
 		})
-		return
-	}
-	submit()
+	})
 }
 
 // peerWriteDone records the end of a write received on pr's connection.

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -219,4 +220,46 @@ func TestPeerReadWaitsForEarlierPeerWrite(t *testing.T) {
 		}
 	}
 	require.Equal(t, []int64{8 * 512}, reads, "the read of W2's block after W2 (with epoch 2's early flush)")
+}
+
+// A write carrying DP_FLUSH takes its range lock before its preflush: a
+// later overlapping write of the same epoch cannot slip in between and be
+// overwritten by this older one (the Primary applied them in order).
+func TestPreflushWriteKeepsItsPlaceAmongOverlappingWrites(t *testing.T) {
+	n := fuzzPeer(t)
+	a, b := bytes.Repeat([]byte{0xAA}, 4096), bytes.Repeat([]byte{0xBB}, 4096)
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdData, Sector: 0, BlockID: 1, SeqNum: 1, Flags: protocol.DPSendWriteAck | protocol.DPFlush, Payload: a}}))
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdData, Sector: 0, BlockID: 2, SeqNum: 2, Flags: protocol.DPSendWriteAck, Payload: b}}))
+	disk := make([]byte, 4096)
+	for range 10 {
+		ops, _ := step(n)
+		if len(ops) == 0 {
+			break
+		}
+		for _, op := range ops {
+			if op.Op == OpWrite {
+				copy(disk, op.Data)
+			}
+			n.DiskDone(op.ID, nil, nil)
+		}
+	}
+	require.Equal(t, byte(0xBB), disk[0], "the later write is the one on the disk")
+}
+
+// A failed preflush fails its write: P_NEG_ACK and the blocks out of
+// sync, not P_WRITE_ACK for a write whose predecessors may not be
+// durable (the kernel's flush+write bio fails as a whole).
+func TestFailedPreflushNegAcksTheWrite(t *testing.T) {
+	n := fuzzPeer(t)
+	n.cfg.OnIOError = IOErrorPassOn
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdData, Sector: 0, BlockID: 1, SeqNum: 1, Flags: protocol.DPSendWriteAck | protocol.DPFlush, Payload: make([]byte, 4096)}}))
+	ops, _ := step(n)
+	fl := onlyOp(t, ops, OpFlush)
+	n.DiskDone(fl.ID, ErrIOError, nil)
+	ops, pks := step(n)
+	for _, op := range ops {
+		require.NotEqual(t, OpWrite, op.Op, "the write is not applied")
+	}
+	require.Contains(t, pks, protocol.Packet(&protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: 0, BlockID: 1, BlockSize: 4096, SeqNum: 1}))
+	require.True(t, n.ldev.bm.Test(0), "block 0 out of sync")
 }
