@@ -157,15 +157,41 @@ func (n *Node) Detach(done func(error)) {
 	})
 }
 
-// diskError handles a failed local operation according to on-io-error.
+// diskError handles a failed local data read, write or flush according
+// to on-io-error. With pass_on the error goes to the caller and the disk
+// stays attached, but it is no longer UpToDate as a whole: it drops to
+// Inconsistent, so that its blocks are served only where the bitmap says
+// they are in sync (the caller marks the failed ones), as DRBD's
+// EP_PASS_ON does.
 func (n *Node) diskError(what string, err error) {
 	n.logf(LevelError, "local disk %s failed: %v", what, err)
 	if n.ldev == nil || n.ldev.detaching {
 		return
 	}
 	if n.cfg.OnIOError == IOErrorPassOn {
+		if n.st.Disk > Inconsistent {
+			n.logf(LevelError, "Local IO failed in %s.", what)
+			_ = n.changeState(StateMask{Disk: true}, State{Disk: Inconsistent}, csHard)
+		}
 		return
 	}
+	n.detachOnError(what)
+}
+
+// metaError handles a failed metadata write (activity log, bitmap,
+// superblock): the disk is detached whatever on-io-error says, as DRBD
+// does for DRBD_META_IO_ERROR; a log or bitmap that is not on disk cannot
+// protect the data after a crash.
+func (n *Node) metaError(what string, err error) {
+	n.logf(LevelError, "local disk %s failed: %v", what, err)
+	if n.ldev == nil || n.ldev.detaching {
+		return
+	}
+	n.detachOnError(what)
+}
+
+// detachOnError starts the detach after an I/O error.
+func (n *Node) detachOnError(what string) {
 	n.ldev.wasIOError = true
 	n.logf(LevelError, "Local IO failed in %s. Detaching...", what)
 	_ = n.changeState(StateMask{Disk: true}, State{Disk: Failed}, csHard)
@@ -326,7 +352,7 @@ func (n *Node) writeSuperblock(done func(error)) {
 		waiters := l.sbWaiters
 		l.sbWaiters = nil
 		if err != nil {
-			n.diskError("meta-data write", err)
+			n.metaError("meta-data write", err)
 		}
 		for _, w := range waiters {
 			w(err)
@@ -447,7 +473,7 @@ func (l *ldev) writePagesNow(n *Node, pages []int, done func(error)) {
 			l.inFlight--
 			if err != nil && firstErr == nil {
 				firstErr = err
-				n.diskError("bitmap write", err)
+				n.metaError("bitmap write", err)
 			}
 			left--
 			if left == 0 {

@@ -170,9 +170,12 @@ func (n *Node) readLocal(req *request) {
 		n.ldev.inFlight--
 		n.stats.dr += uint64(req.Length)
 		if err != nil {
+			// Marked for the resync to repair, as DRBD does.
+			n.setOutOfSync(req.Offset, req.Length)
 			n.diskError("read", err)
 			if n.peerUpToDate() {
 				n.readRemote(req) // DRBD retries a failed read on the peer
+				n.maybeFinishDetach()
 				return
 			}
 			n.complete(req, fmt.Errorf("%w: %v", ErrIOError, err))
@@ -317,13 +320,14 @@ func (n *Node) alRetryStarved() {
 func (n *Node) alFailed(err error) {
 	l := n.ldev
 	l.alInFlight = false
-	n.diskError("activity log write", err)
+	n.metaError("activity log write", err)
 	waiting := append(l.alWaiting, l.alStarved...)
 	l.alWaiting, l.alStarved = nil, nil
 	for _, req := range waiting {
 		req.inAL = false
 		n.issueWrite(req) // the disk is failing: the write goes to the peer only
 	}
+	n.maybeFinishDetach()
 }
 
 // alComplete drops the request's AL references and wakes starved writers.

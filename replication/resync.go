@@ -587,6 +587,7 @@ func (n *Node) makeResyncRequests(blocks, maxInFlight int64) {
 			n.ldev.inFlight++
 			n.submitDisk(DiskOp{Op: OpRead, Offset: off, Length: length}, func(err error, data []byte) {
 				n.ldev.inFlight--
+				defer n.maybeFinishDetach()
 				if n.peer == nil || !n.peer.socketsUp || n.peer.rs.pending[sector] != q {
 					return
 				}
@@ -922,6 +923,7 @@ func (n *Node) receiveOVReply(p *protocol.BlockReq) error {
 	l.inFlight++
 	n.submitDisk(DiskOp{Op: OpRead, Offset: int64(p.Sector) * 512, Length: q.size}, func(err error, data []byte) {
 		l.inFlight--
+		defer n.maybeFinishDetach()
 		if n.peer == nil || !n.peer.socketsUp || n.peer.rs.pending[p.Sector] != q {
 			return
 		}
