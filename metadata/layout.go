@@ -176,6 +176,18 @@ func ComputeLayout(loc Location, deviceBytes int64, alStripes, alStripeSize4k ui
 	if l.BMOffset > 0 && int64(l.BMOffset) >= int64(l.MDSizeSect) {
 		return l, fmt.Errorf("metadata: no room for a bitmap in %d sectors: %w", l.MDSizeSect, ErrTooSmall)
 	}
+	if loc.Kind == KindInternal && l.BMByteOffset() < 0 {
+		// A large activity log on a small device: the metadata area would
+		// begin before the device does.
+		return l, fmt.Errorf("metadata: %d bytes of internal meta-data (activity log %d x %d KiB) do not fit a %d-byte device: %w",
+			int64(l.MDSizeSect)*512, alStripes, alStripeSize4k*4, deviceBytes, ErrTooSmall)
+	}
+	if loc.Kind == KindIndexed && l.MDOffset+IndexedSectors*512 > deviceBytes {
+		// The kernel refuses it too (ERR_MD_DISK_TOO_SMALL): slot idx
+		// needs 128 MiB * (idx+1).
+		return l, fmt.Errorf("metadata: meta-data index %d needs a meta-data device of %d bytes, this one has %d: %w",
+			loc.Index, l.MDOffset+IndexedSectors*512, deviceBytes, ErrTooSmall)
+	}
 	return l, nil
 }
 

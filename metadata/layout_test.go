@@ -73,6 +73,18 @@ func TestLayoutErrors(t *testing.T) {
 	require.ErrorContains(t, err, "index 300")
 	_, err = metadata.ComputeLayout(metadata.Location{}, 1<<30, 1, 8)
 	require.Error(t, err)
+	// A 32 MiB activity log does not fit a 16 MiB device's internal
+	// meta-data (the area would start before the device).
+	_, err = metadata.ComputeLayout(metadata.Internal(), 16<<20, 1, 8192)
+	require.ErrorIs(t, err, metadata.ErrTooSmall)
+	l, err := metadata.ComputeLayout(metadata.Internal(), 64<<20, 1, 8192)
+	require.NoError(t, err, "it fits 64 MiB")
+	require.Positive(t, l.BMByteOffset())
+	// Index 1 needs 256 MiB of meta-data device, as the kernel says.
+	_, err = metadata.ComputeLayout(metadata.Indexed(1), 200<<20, 1, 8)
+	require.ErrorIs(t, err, metadata.ErrTooSmall)
+	_, err = metadata.ComputeLayout(metadata.Indexed(1), 256<<20, 1, 8)
+	require.NoError(t, err)
 	require.Equal(t, "Kind(0)", metadata.Kind(0).String())
 }
 
