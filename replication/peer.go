@@ -291,9 +291,20 @@ func (n *Node) receiveResponse(resp []byte) error {
 	if err != nil {
 		return n.protocolError("cram-hmac-alg: %v", err)
 	}
-	if !hmacEqual(resp, want) {
+	if len(resp) != len(want) {
+		// DRBD: "expected AuthResponse payload of wrong size", try again.
+		n.logf(LevelError, "expected AuthResponse payload of wrong size")
 		n.logf(LevelError, "Authentication of peer failed, trying again.")
 		n.dropConnection(NetworkFailure, "authentication failed")
+		return ErrAuthFailed
+	}
+	if !hmacEqual(resp, want) {
+		// The peer does not know the secret: no point in trying again
+		// (DRBD's drbd_do_auth returns -1, the receiver discards the
+		// network configuration and goes StandAlone).
+		n.logf(LevelError, "Authentication of peer failed")
+		n.logf(LevelWarn, "Discarding network configuration.")
+		n.dropConnection(Disconnecting, "authentication failed")
 		return ErrAuthFailed
 	}
 	n.logf(LevelInfo, "Peer authenticated using %d bytes HMAC", len(want))

@@ -187,8 +187,12 @@ func TestWrongSharedSecretRefused(t *testing.T) {
 		for _, e := range n.logs.FilterMessage("state change").All() {
 			require.NotEqual(t, "Connected", e.ContextMap()["new_cs"], "%s got connected", n.name)
 		}
-		// Still trying, as DRBD does after an authentication failure.
-		require.NotEqual(t, replication.StandAlone, n.res.Status().State.Conn)
+	}
+	// A wrong secret is not a network error: no point in trying again.
+	// As DRBD ("Discarding network configuration."), both go StandAlone.
+	for _, n := range nodes {
+		waitState(t, ctx, n, "StandAlone", func(s Status) bool { return s.State.Conn == replication.StandAlone })
+		require.True(t, n.logged("Discarding network configuration."), n.name)
 	}
 }
 
