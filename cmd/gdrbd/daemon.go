@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -124,8 +125,14 @@ func (d *daemon) Handle(ctx context.Context, req *control.Request) *control.Resp
 	case control.OpStatus:
 		return d.status(req.Resource)
 	case control.OpShutdown:
-		d.downAll(ctx)
+		failed := d.downAll(ctx)
 		d.signalIfEmpty()
+		if len(failed) > 0 {
+			// The resources are gone from the daemon either way (it
+			// exits), but a verb that could not take one down cleanly
+			// must not report success.
+			return &control.Response{Kind: control.KindOther, Error: "down failed for " + strings.Join(failed, ", ")}
+		}
 		return &control.Response{}
 	case control.OpUp, control.OpAttach, control.OpConnect:
 		d.mu.Lock()
@@ -179,6 +186,11 @@ func (d *daemon) Handle(ctx context.Context, req *control.Request) *control.Resp
 	switch req.Op {
 	case control.OpDetach:
 		err = h.drv.Detach(ctx)
+		if errors.Is(err, replication.ErrIsDiskless) {
+			// Nothing to do: DRBD maps SS_IS_DISKLESS to
+			// SS_NOTHING_TO_DO for detach, and drbdadm exits 0.
+			err = nil
+		}
 	case control.OpDisconnect:
 		err = h.drv.Disconnect(ctx)
 	case control.OpPrimary:
@@ -429,7 +441,10 @@ func waitCond(u control.Until) (func(driver.Status) bool, bool) {
 // downAll takes every resource down (SIGTERM, shutdown): the metadata is
 // written clean. Failures are logged; the resource is forgotten anyway
 // because the process is about to end.
-func (d *daemon) downAll(ctx context.Context) {
+// downAll takes every resource down and forgets it, also when its down
+// failed (logged); it returns the names whose down failed, sorted.
+func (d *daemon) downAll(ctx context.Context) (failed []string) {
+	var fmu sync.Mutex
 	d.mu.Lock()
 	hs := make([]*held, 0, len(d.res))
 	for _, h := range d.res {
@@ -446,6 +461,9 @@ func (d *daemon) downAll(ctx context.Context) {
 			err := h.drv.Down(ctx)
 			if err != nil {
 				d.log.Error("down failed", zap.String("resource", h.name), zap.Error(err))
+				fmu.Lock()
+				failed = append(failed, h.name)
+				fmu.Unlock()
 			}
 			d.mu.Lock()
 			delete(d.res, h.name)
@@ -453,6 +471,8 @@ func (d *daemon) downAll(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	sort.Strings(failed)
+	return failed
 }
 
 func (d *daemon) signalIfEmpty() {

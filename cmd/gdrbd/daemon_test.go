@@ -62,6 +62,9 @@ func (f *fakeDriver) Attach(context.Context) error {
 
 func (f *fakeDriver) Detach(context.Context) error {
 	return f.update(func(s *driver.Status) error {
+		if !s.Attached {
+			return replication.ErrIsDiskless
+		}
 		s.Attached, s.State.Disk = false, replication.Diskless
 		return nil
 	})
@@ -497,4 +500,23 @@ func TestStoppingDaemonRefusesUp(t *testing.T) {
 	require.Equal(t, control.KindStopping, resp.Kind)
 	require.True(t, n.d.isEmpty())
 	require.Equal(t, "stopping", control.KindStopping.String())
+}
+
+// shutdown reports it when a resource could not be taken down cleanly
+// (the daemon forgets it anyway and exits); detach of a disk already
+// detached is nothing to do, exit 0, as drbdadm's (SS_NOTHING_TO_DO).
+func TestShutdownFailureAndDetachTwice(t *testing.T) {
+	n := newTestNode(t)
+	n.ok("up", "r0")
+	n.ok("detach", "r0")
+	n.ok("detach", "r0")
+	n.ok("attach", "r0")
+	n.ok("primary", "r0", "--force")
+	f := n.driver("r0")
+	f.mu.Lock()
+	f.open = 1
+	f.mu.Unlock()
+	code, _, errOut := n.run(false, "shutdown")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, "down failed for r0")
 }
