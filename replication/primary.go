@@ -848,6 +848,5 @@ func (n *Node) closeEpoch() {
 	}
 	n.tl.open = nil
 	n.tl.lastClosedNr = e.nr
-	n.stats.ep++
 	n.send(DataStream, &protocol.Barrier{Barrier: e.nr})
 }

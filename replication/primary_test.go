@@ -403,3 +403,48 @@ func TestKoCountCoversRemoteRead(t *testing.T) {
 	require.Contains(t, done, uint64(7), "%s", n.State())
 	require.Error(t, done[7], "no disk and no peer: the read fails")
 }
+
+// /proc/drbd's ep: is the number of epochs being received (DRBD's
+// tconn->epochs: 1 on an idle connection), not a count of the barriers
+// ever sent; ua: counts the peer's requests waiting for our answer, not
+// 4 KiB pages.
+func TestStatsEpochsAndUnacked(t *testing.T) {
+	n, _ := connectedPrimary(t, 64<<20, 0)
+	for i := uint64(1); i <= 3; i++ {
+		require.NoError(t, n.Propose(Request{ID: i, Op: OpWrite, Offset: int64(i) * 4096, Length: 4096, Data: make([]byte, 4096)}))
+		for k := 0; k < 10 && n.HasReady(); k++ {
+			rd := n.Ready()
+			ops := append([]DiskOp(nil), rd.DiskOps...)
+			metas := append([]MetaWrite(nil), rd.MetaWrites...)
+			var pks []protocol.Packet
+			for _, m := range rd.Messages {
+				pks = append(pks, m.Msg.Packet)
+			}
+			n.Advance()
+			for _, m := range metas {
+				n.MetaDone(m.ID, nil)
+			}
+			for _, op := range ops {
+				n.DiskDone(op.ID, nil, nil)
+			}
+			for _, p := range pks {
+				switch p := p.(type) {
+				case *protocol.Data:
+					require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.BlockAck{Cmd: protocol.CmdWriteAck, Sector: p.Sector, BlockID: p.BlockID, BlockSize: uint32(len(p.Payload)), SeqNum: p.SeqNum}}))
+				case *protocol.Barrier:
+					require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.BarrierAck{Barrier: p.Barrier, SetSize: 1}}))
+				}
+			}
+		}
+	}
+	drain(n)
+	s := n.Stats()
+	require.Zero(t, s.PE)
+	require.Zero(t, s.AP)
+	require.Equal(t, 1, s.EP)
+
+	sec := fuzzPeer(t)
+	require.NoError(t, sec.Receive(DataStream, protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdData, BlockID: 1, SeqNum: 1, Flags: protocol.DPSendWriteAck, Payload: make([]byte, 65536)}}))
+	step(sec)
+	require.Equal(t, 1, sec.Stats().UA, "one 64 KiB write waiting for its ack")
+}

@@ -1,5 +1,7 @@
 package replication
 
+import "github.com/gdrbd/gdrbd/protocol"
+
 // Stats are the counters /proc/drbd shows for a device.
 type Stats struct {
 	NS  uint64 // network send, KiB
@@ -21,7 +23,6 @@ type stats struct {
 	ns, nr, dw, dr uint64
 	al, bm         uint64
 	ap             int
-	ep             uint64
 	ticks          uint64
 }
 
@@ -29,7 +30,7 @@ type stats struct {
 func (n *Node) Stats() Stats {
 	s := Stats{
 		NS: n.stats.ns / 1024, NR: n.stats.nr / 1024, DW: n.stats.dw / 1024, DR: n.stats.dr / 1024,
-		AL: n.stats.al, BM: n.stats.bm, AP: n.stats.ap, EP: int(n.stats.ep),
+		AL: n.stats.al, BM: n.stats.bm, AP: n.stats.ap, EP: 1,
 	}
 	if n.ldev != nil {
 		s.LO = n.ldev.inFlight
@@ -42,9 +43,28 @@ func (n *Node) Stats() Stats {
 			}
 		}
 	}
-	if n.peer != nil {
-		s.PE += n.peer.pendingReads + len(n.peer.rs.pending)
-		s.UA = n.peer.recv.backlog
+	if pr := n.peer; pr != nil {
+		// pe: our requests the peer has not answered (writes above,
+		// remote reads, our resync requests); ua: the peer's requests we
+		// have not answered (its writes waiting for our ack, the resync
+		// reads we serve), counted in requests as DRBD's unacked_cnt;
+		// ep: the epochs we are receiving (tconn->epochs, 1 when idle).
+		s.PE += pr.pendingReads
+		for key := range pr.rs.pending {
+			if key&(1<<63) != 0 {
+				s.UA++ // a source read: keyed with the top bit
+			} else {
+				s.PE++
+			}
+		}
+		for _, e := range pr.recv.epochs {
+			for _, w := range e.writes {
+				if !w.done && (w.flags&protocol.DPSendWriteAck != 0 || w.flags&protocol.DPSendReceiveAck != 0 && !w.issued) {
+					s.UA++
+				}
+			}
+		}
+		s.EP = max(len(pr.recv.epochs), 1)
 	}
 	return s
 }
