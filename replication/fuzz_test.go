@@ -86,23 +86,60 @@ func sayHello(tb testing.TB, n *Node, feats uint32, peerRole Role) {
 }
 
 // drain completes every operation the node asked for, successfully.
-func drain(n *Node) {
+func drain(n *Node) { pump(n, pumpOpts{}) }
+
+// pumpOpts vary pump: data writes fail with ErrIOError when failWrites,
+// metadata writes of kind failMeta fail, and onSend sees each packet sent
+// once the Ready's operations are done (it may answer it).
+type pumpOpts struct {
+	failWrites bool
+	failMeta   string
+	onSend     func(Send)
+}
+
+// pump runs n's Readies (at most 100), doing every metadata write and
+// disk op as o says; it returns the completions, the packets sent and the
+// disk ops asked for.
+func pump(n *Node, o pumpOpts) (map[uint64]error, []protocol.Packet, []DiskOp) {
+	done := map[uint64]error{}
+	var pks []protocol.Packet
+	var all []DiskOp
 	for i := 0; i < 100 && n.HasReady(); i++ {
 		rd := n.Ready()
 		metas := append([]MetaWrite(nil), rd.MetaWrites...)
 		ops := append([]DiskOp(nil), rd.DiskOps...)
+		msgs := append([]Send(nil), rd.Messages...)
+		all = append(all, ops...)
+		for _, c := range rd.Completions {
+			done[c.ID] = c.Err
+		}
 		n.Advance()
 		for _, m := range metas {
-			n.MetaDone(m.ID, nil)
+			var err error
+			if m.What == o.failMeta {
+				err = ErrIOError
+			}
+			n.MetaDone(m.ID, err)
 		}
 		for _, op := range ops {
+			var err error
+			if o.failWrites && op.Op == OpWrite {
+				err = ErrIOError
+			}
 			var data []byte
 			if op.Op == OpRead && op.Data == nil {
 				data = make([]byte, op.Length)
 			}
-			n.DiskDone(op.ID, nil, data)
+			n.DiskDone(op.ID, err, data)
+		}
+		for _, m := range msgs {
+			pks = append(pks, m.Msg.Packet)
+			if o.onSend != nil {
+				o.onSend(m)
+			}
 		}
 	}
+	return done, pks, all
 }
 
 // FuzzNodeReceive feeds arbitrary packet streams from a connected peer to

@@ -8,47 +8,6 @@ import (
 	"github.com/gdrbd/gdrbd/protocol"
 )
 
-// pumpFailing runs n's Readies like drain, but data writes fail with
-// ErrIOError when failWrites and metadata writes of kind failMeta fail;
-// it returns the completions, the packets sent and the disk ops asked for.
-func pumpFailing(n *Node, failWrites bool, failMeta string) (map[uint64]error, []protocol.Packet, []DiskOp) {
-	done := map[uint64]error{}
-	var pks []protocol.Packet
-	var all []DiskOp
-	for i := 0; i < 100 && n.HasReady(); i++ {
-		rd := n.Ready()
-		metas := append([]MetaWrite(nil), rd.MetaWrites...)
-		ops := append([]DiskOp(nil), rd.DiskOps...)
-		all = append(all, ops...)
-		for _, m := range rd.Messages {
-			pks = append(pks, m.Msg.Packet)
-		}
-		for _, c := range rd.Completions {
-			done[c.ID] = c.Err
-		}
-		n.Advance()
-		for _, m := range metas {
-			var err error
-			if m.What == failMeta {
-				err = ErrIOError
-			}
-			n.MetaDone(m.ID, err)
-		}
-		for _, op := range ops {
-			var err error
-			if failWrites && op.Op == OpWrite {
-				err = ErrIOError
-			}
-			var data []byte
-			if op.Op == OpRead && op.Data == nil {
-				data = make([]byte, op.Length)
-			}
-			n.DiskDone(op.ID, err, data)
-		}
-	}
-	return done, pks, all
-}
-
 // on-io-error pass_on: a local write error leaves the disk attached but
 // no longer UpToDate as a whole (DRBD's EP_PASS_ON: Inconsistent), so the
 // block the write failed on is read from the peer, which has it, not
@@ -57,13 +16,13 @@ func TestPassOnWriteErrorReadsTheBlockFromThePeer(t *testing.T) {
 	n, _ := connectedPrimary(t, 64<<20, 0)
 	n.cfg.OnIOError = IOErrorPassOn
 	require.NoError(t, n.Propose(Request{ID: 1, Op: OpWrite, Offset: 0, Length: 4096, Data: make([]byte, 4096)}))
-	done, pks, _ := pumpFailing(n, true, "")
+	done, pks, _ := pump(n, pumpOpts{failWrites: true})
 	for _, p := range pks {
 		if d, ok := p.(*protocol.Data); ok {
 			require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.BlockAck{Cmd: protocol.CmdWriteAck, Sector: d.Sector, BlockID: d.BlockID, BlockSize: 4096, SeqNum: d.SeqNum}}))
 		}
 	}
-	d2, _, _ := pumpFailing(n, false, "")
+	d2, _, _ := pump(n, pumpOpts{})
 	for k, v := range d2 {
 		done[k] = v
 	}
@@ -83,7 +42,7 @@ func TestALWriteErrorDetachesEvenWithPassOn(t *testing.T) {
 	n, _ := connectedPrimary(t, 64<<20, 0)
 	n.cfg.OnIOError = IOErrorPassOn
 	require.NoError(t, n.Propose(Request{ID: 1, Op: OpWrite, Offset: 8 << 20, Length: 4096, Data: make([]byte, 4096)}))
-	_, _, ops := pumpFailing(n, false, "al")
+	_, _, ops := pump(n, pumpOpts{failMeta: "al"})
 	for _, op := range ops {
 		require.NotEqual(t, OpWrite, op.Op, "data written after its AL transaction failed")
 	}

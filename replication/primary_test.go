@@ -309,41 +309,25 @@ func TestInconsistentPrimaryReadsFromPeerDuringBitmapExchange(t *testing.T) {
 func livePeerTicks(n *Node, k int) (map[uint64]error, []protocol.Packet) {
 	done := map[uint64]error{}
 	var sent []protocol.Packet
-	pump := func() {
-		for i := 0; i < 100 && n.HasReady(); i++ {
-			rd := n.Ready()
-			metas := append([]MetaWrite(nil), rd.MetaWrites...)
-			ops := append([]DiskOp(nil), rd.DiskOps...)
-			msgs := append([]Send(nil), rd.Messages...)
-			for _, c := range rd.Completions {
-				done[c.ID] = c.Err
-			}
-			n.Advance()
-			for _, m := range metas {
-				n.MetaDone(m.ID, nil)
-			}
-			for _, op := range ops {
-				var data []byte
-				if op.Op == OpRead && op.Data == nil {
-					data = make([]byte, op.Length)
-				}
-				n.DiskDone(op.ID, nil, data)
-			}
-			for _, m := range msgs {
-				sent = append(sent, m.Msg.Packet)
-				if m.Token != 0 {
-					n.Sent(m.Token)
-				}
-				if e, ok := m.Msg.Packet.(*protocol.Empty); ok && e.Cmd == protocol.CmdPing {
-					_ = n.Receive(MetaStream, protocol.Message{Packet: &protocol.Empty{Cmd: protocol.CmdPingAck}})
-				}
-			}
+	o := pumpOpts{onSend: func(m Send) {
+		if m.Token != 0 {
+			n.Sent(m.Token)
 		}
+		if e, ok := m.Msg.Packet.(*protocol.Empty); ok && e.Cmd == protocol.CmdPing {
+			_ = n.Receive(MetaStream, protocol.Message{Packet: &protocol.Empty{Cmd: protocol.CmdPingAck}})
+		}
+	}}
+	run := func() {
+		d, pks, _ := pump(n, o)
+		for id, err := range d {
+			done[id] = err
+		}
+		sent = append(sent, pks...)
 	}
-	pump()
+	run()
 	for i := 0; i < k; i++ {
 		n.Tick()
-		pump()
+		run()
 	}
 	return done, sent
 }
