@@ -53,8 +53,11 @@ type peer struct {
 	lastDataSend int64
 	pingSent     int64 // when the outstanding P_PING was sent, 0 if none
 
-	// Sequence numbers of P_DATA sent (DRBD's packet_seq).
+	// The sequence number of the last P_DATA, P_TRIM or block ack we sent
+	// (DRBD's packet_seq), and the newest we saw from the peer (peer_seq;
+	// kept by the resolver with two primaries: CONFLICTING WRITES).
 	packetSeq uint32
+	peerSeq   uint32
 	// Remote reads in flight (P_DATA_REQUEST sent).
 	pendingReads int
 
@@ -481,7 +484,12 @@ func (n *Node) receiveMeta(pk protocol.Packet) error {
 		n.peerStateReply(p.RetCode)
 		return nil
 	case *protocol.BlockAck:
-		return n.receiveBlockAck(p)
+		if err := n.receiveBlockAck(p); err != nil {
+			return err
+		}
+		n.seenPeerSeq(p.SeqNum)
+		n.recheckConflicts()
+		return nil
 	case *protocol.BarrierAck:
 		return n.receiveBarrierAck(p)
 	case *protocol.DelayProbe, *protocol.Unknown:
@@ -950,6 +958,11 @@ func (n *Node) Tick() {
 	} else if p.now-p.lastRecv >= int64(n.cfg.PingIntTicks) {
 		p.pingSent = p.now
 		n.send(MetaStream, &protocol.Empty{Cmd: protocol.CmdPing})
+	}
+	if n.seqGateExpired() {
+		n.logf(LevelError, "Timed out waiting for missing ack packets; disconnecting")
+		n.dropConnection(Timeout, "missing ack packets")
+		return
 	}
 	if since, waiting := n.oldestPeerWait(); waiting && n.cfg.KoCount > 0 {
 		if age := p.now - since; age > int64(n.cfg.TimeoutTicks*n.cfg.KoCount) {

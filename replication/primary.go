@@ -23,6 +23,7 @@ type request struct {
 	netPending bool // sent (or to be sent), waiting for the ack the protocol needs
 	netOK      bool // the peer has it (as the protocol defines)
 	netDone    bool // nothing more expected for completion
+	postponed  bool // P_RETRY_WRITE: to be issued again (CONFLICTING WRITES)
 	inTL       bool // in the transfer log, waiting for the epoch's barrier ack
 	epoch      *tlEpoch
 	sentAt     int64
@@ -138,7 +139,7 @@ func (n *Node) complete(req *request, err error) {
 	n.stats.ap--
 	n.ready.Completions = append(n.ready.Completions, Completion{ID: req.ID, Err: err})
 	if !req.inTL {
-		delete(n.reqs, req.ID)
+		n.forget(req)
 	}
 }
 
@@ -615,7 +616,16 @@ func (n *Node) receiveBlockAck(p *protocol.BlockAck) error {
 	case protocol.CmdNegAck:
 		n.netAcked(req, false)
 	case protocol.CmdSuperseded, protocol.CmdRetryWrite:
-		// Two-primaries conflict resolution: the peer kept its version.
+		// Two primaries: the resolver's answer to a write that crossed
+		// one of its own (CONFLICTING WRITES). Only it sends these.
+		if !n.cfg.AllowTwoPrimaries || n.peer.resolveConflicts {
+			return n.protocolError("%v from a peer that does not resolve write conflicts", p.Cmd)
+		}
+		if p.Cmd == protocol.CmdRetryWrite {
+			return n.postponeWrite(req)
+		}
+		// Overwritten by the resolver's write, which is on its way here
+		// and will be applied over ours.
 		n.netAcked(req, true)
 	default:
 		return n.protocolError("unexpected ack %#04x", p.Cmd)
@@ -661,7 +671,7 @@ func (n *Node) receiveBarrierAck(p *protocol.BarrierAck) error {
 			n.alComplete(req)
 		}
 		if req.completed {
-			delete(n.reqs, req.ID)
+			n.forget(req)
 		}
 	}
 	n.tl.ackedNr = e.nr
@@ -694,13 +704,15 @@ func (n *Node) tlClear() {
 			req.inTL = false
 			req.epoch = nil
 			if req.netPending {
+				// A postponed write too: it is on our disk only.
 				req.netPending = false
+				req.postponed = false
 				req.netDone = true
 				n.finishRequest(req)
 			}
 			n.alComplete(req)
 			if req.completed {
-				delete(n.reqs, req.ID)
+				n.forget(req)
 			}
 		}
 	}

@@ -620,7 +620,7 @@ func (n *Node) receiveRSDataReply(p *protocol.Data) error {
 	if n.ldev == nil || n.ldev.detaching {
 		// No disk to write it to: the source counts the blocks as failed
 		// (DRBD answers P_NEG_ACK here too) instead of waiting for them.
-		n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: p.Sector, BlockID: idSyncer, BlockSize: uint32(q.size)})
+		n.sendAck(&protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: p.Sector, BlockID: idSyncer, BlockSize: uint32(q.size)})
 		n.rsRequestDone(q, false)
 		return nil
 	}
@@ -649,11 +649,11 @@ func (n *Node) receiveRSDataReply(p *protocol.Data) error {
 		}
 		if err != nil {
 			n.diskError("resync write", err)
-			n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: p.Sector, BlockID: idSyncer, BlockSize: uint32(q.size)})
+			n.sendAck(&protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: p.Sector, BlockID: idSyncer, BlockSize: uint32(q.size)})
 			n.rsRequestDone(q, false)
 		} else {
 			n.setInSync(off, q.size)
-			n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdRSWriteAck, Sector: p.Sector, BlockID: idSyncer, BlockSize: uint32(q.size)})
+			n.sendAck(&protocol.BlockAck{Cmd: protocol.CmdRSWriteAck, Sector: p.Sector, BlockID: idSyncer, BlockSize: uint32(q.size)})
 			n.rsRequestDone(q, true)
 		}
 		n.maybeFinishDetach()
@@ -693,7 +693,7 @@ func (n *Node) receiveBlockReq(p *protocol.BlockReq) error {
 	}
 	off := int64(p.Sector) * 512
 	negReply := func(cmd protocol.Cmd) {
-		n.send(MetaStream, &protocol.BlockAck{Cmd: cmd, Sector: p.Sector, BlockID: p.BlockID, BlockSize: p.BlockSize})
+		n.sendAck(&protocol.BlockAck{Cmd: cmd, Sector: p.Sector, BlockID: p.BlockID, BlockSize: p.BlockSize})
 	}
 	switch p.Cmd {
 	case protocol.CmdDataRequest:
@@ -779,7 +779,7 @@ func (n *Node) serveRead(p *protocol.BlockReq, off, size int64, err error, data 
 		if p.Cmd != protocol.CmdDataRequest {
 			cmd = protocol.CmdNegRSDReply
 		}
-		n.send(MetaStream, &protocol.BlockAck{Cmd: cmd, Sector: p.Sector, BlockID: p.BlockID, BlockSize: p.BlockSize})
+		n.sendAck(&protocol.BlockAck{Cmd: cmd, Sector: p.Sector, BlockID: p.BlockID, BlockSize: p.BlockSize})
 		return
 	}
 	switch p.Cmd {
@@ -794,7 +794,7 @@ func (n *Node) serveRead(p *protocol.BlockReq, off, size int64, err error, data 
 		if derr == nil && bytes.Equal(d, p.Digest) {
 			n.setInSync(off, size)
 			pr.rs.sameCsum += uint64(size / BlockSize)
-			n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdRSIsInSync, Sector: p.Sector, BlockID: idInSync, BlockSize: p.BlockSize})
+			n.sendAck(&protocol.BlockAck{Cmd: protocol.CmdRSIsInSync, Sector: p.Sector, BlockID: idInSync, BlockSize: p.BlockSize})
 			n.maybeResyncDone()
 			return
 		}
@@ -803,7 +803,7 @@ func (n *Node) serveRead(p *protocol.BlockReq, off, size int64, err error, data 
 	case protocol.CmdOVRequest:
 		d, derr := Digest(n.cfg.VerifyAlg, data)
 		if derr != nil {
-			n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdNegRSDReply, Sector: p.Sector, BlockID: p.BlockID, BlockSize: p.BlockSize})
+			n.sendAck(&protocol.BlockAck{Cmd: protocol.CmdNegRSDReply, Sector: p.Sector, BlockID: p.BlockID, BlockSize: p.BlockSize})
 			return
 		}
 		n.send(DataStream, &protocol.BlockReq{Cmd: protocol.CmdOVReply, Sector: p.Sector, BlockID: p.BlockID, BlockSize: p.BlockSize, Digest: d})
@@ -938,7 +938,7 @@ func (n *Node) receiveOVReply(p *protocol.BlockReq) error {
 		if !eq {
 			id = idOutOfSync
 		}
-		n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdOVResult, Sector: p.Sector, BlockID: id, BlockSize: uint32(q.size)})
+		n.sendAck(&protocol.BlockAck{Cmd: protocol.CmdOVResult, Sector: p.Sector, BlockID: id, BlockSize: uint32(q.size)})
 		n.ovRequestDone(p.Sector, eq)
 	})
 	return nil

@@ -150,7 +150,7 @@ func TestResyncReplyWhileDetachingIsNegAcked(t *testing.T) {
 	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Data{Cmd: protocol.CmdRSDataReply, Sector: 8, BlockID: idSyncer, Payload: make([]byte, 4096)}}))
 	ops, pks := step(n)
 	require.Empty(t, ops, "nothing written")
-	require.Contains(t, pks, protocol.Packet(&protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: 8, BlockID: idSyncer, BlockSize: 4096}))
+	require.Contains(t, pks, protocol.Packet(&protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: 8, BlockID: idSyncer, BlockSize: 4096, SeqNum: 1}))
 }
 
 // The sync UUID is the bitmap UUID plus UUID_NEW_BM_OFFSET, stored and

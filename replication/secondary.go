@@ -36,6 +36,14 @@ type peerWrite struct {
 	data    []byte
 	issued  bool
 	done    bool
+
+	// Two primaries (see CONFLICTING WRITES).
+	seqOK          bool         // every packet the peer numbered before it was seen
+	lk             *rangeLock   // its range lock, once issued
+	resume         func()       // re-runs the conflict check while it waits
+	answer         protocol.Cmd // P_SUPERSEDED / P_RETRY_WRITE instead of applying it
+	restart        bool         // issue our postponed writes again after it
+	conflictLogged bool
 }
 
 // pages is the write's memory in 4 KiB pages (trims carry no data: one
@@ -66,6 +74,12 @@ type receiver struct {
 	// sent before them to the same blocks are on the disk (PEER READS
 	// AFTER PEER WRITES).
 	waiting []waitingRead
+	// gate: peer writes, in the order received, not yet cleared by the
+	// sequence gate (since gateSince); conflictWait: peer writes holding
+	// their range lock until a conflict is resolved (CONFLICTING WRITES).
+	gate         []*peerWrite
+	gateSince    int64
+	conflictWait []*peerWrite
 }
 
 // waitingRead is a peer read request held back by earlier peer writes.
@@ -202,6 +216,7 @@ func (n *Node) acceptPeerWrite(w *peerWrite) {
 	e := pr.recv.receiving()
 	e.writes = append(e.writes, w)
 	pr.recv.backlog += w.pages()
+	n.gatePeerWrite(w)
 	if e == pr.recv.epochs[0] {
 		n.issuePeerWrite(e, w)
 	}
@@ -216,7 +231,7 @@ func (n *Node) acceptPeerWrite(w *peerWrite) {
 func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 	w.issued = true
 	if w.flags&protocol.DPSendReceiveAck != 0 {
-		n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdRecvAck, Sector: w.sector, BlockID: w.blockID, BlockSize: uint32(w.size), SeqNum: w.seq})
+		n.sendAck(&protocol.BlockAck{Cmd: protocol.CmdRecvAck, Sector: w.sector, BlockID: w.blockID, BlockSize: uint32(w.size)})
 	}
 	pr := n.peer
 	if n.ldev == nil || n.ldev.detaching || n.st.Disk < Inconsistent {
@@ -229,13 +244,38 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 	// The range lock comes first, also for a write with DP_FLUSH: taken
 	// only after its preflush, a later overlapping write of the same epoch
 	// could take it in between and be overwritten by this older one.
-	var lk *rangeLock
-	lk = n.lockRange(off, w.size, lockWrite, func() {
+	var start func()
+	start = func() {
+		if n.cfg.AllowTwoPrimaries {
+			if n.peer != pr || !pr.socketsUp {
+				n.unlockRange(w.lk)
+				n.peerWriteDone(pr, e, w, errConnectionGone)
+				return
+			}
+			switch n.peerWriteConflict(w) {
+			case verdictWait:
+				w.resume = start
+				pr.recv.conflictWait = append(pr.recv.conflictWait, w)
+				return
+			case verdictSuperseded:
+				w.answer = protocol.CmdSuperseded
+			case verdictRetry:
+				w.answer = protocol.CmdRetryWrite
+				if pr.dialect.Version < 100 {
+					w.answer = protocol.CmdSuperseded // as DRBD answers peers before 100
+				}
+			}
+			if w.answer != 0 {
+				n.unlockRange(w.lk)
+				n.peerWriteDone(pr, e, w, nil)
+				return
+			}
+		}
 		write := func() {
 			l.inFlight++
 			n.submitDisk(DiskOp{Op: w.op, Offset: off, Length: w.size, Data: w.data, FUA: w.flags&protocol.DPFUA != 0}, func(err error, _ []byte) {
 				l.inFlight--
-				n.unlockRange(lk)
+				n.unlockRange(w.lk)
 				n.peerWriteDone(pr, e, w, err)
 				n.maybeFinishDetach()
 			})
@@ -252,14 +292,20 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 		n.submitDisk(DiskOp{Op: OpFlush}, func(err error, _ []byte) {
 			l.inFlight--
 			if err != nil {
-				n.unlockRange(lk)
+				n.unlockRange(w.lk)
 				n.peerWriteDone(pr, e, w, fmt.Errorf("preflush: %w", err))
 				n.maybeFinishDetach()
 				return
 			}
 			write()
 		})
-	})
+	}
+	w.lk = n.lockRange(off, w.size, lockWrite, nil)
+	if w.lk.granted {
+		start()
+	} else {
+		w.lk.fn = start
+	}
 }
 
 // peerWriteDone records the end of a write received on pr's connection.
@@ -286,14 +332,20 @@ func (n *Node) peerWriteDone(pr *peer, e *rEpoch, w *peerWrite, err error) {
 			n.diskError("peer write", err)
 		}
 		n.setOutOfSync(int64(w.sector)*512, w.size)
-		n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: w.sector, BlockID: w.blockID, BlockSize: uint32(w.size), SeqNum: w.seq})
+		n.sendAck(&protocol.BlockAck{Cmd: protocol.CmdNegAck, Sector: w.sector, BlockID: w.blockID, BlockSize: uint32(w.size)})
+	} else if w.answer != 0 {
+		n.sendAck(&protocol.BlockAck{Cmd: w.answer, Sector: w.sector, BlockID: w.blockID, BlockSize: uint32(w.size)})
 	} else {
 		if w.op == OpWrite {
 			n.stats.dw += uint64(w.size)
 		}
 		if w.flags&protocol.DPSendWriteAck != 0 {
-			n.send(MetaStream, &protocol.BlockAck{Cmd: protocol.CmdWriteAck, Sector: w.sector, BlockID: w.blockID, BlockSize: uint32(w.size), SeqNum: w.seq})
+			n.sendAck(&protocol.BlockAck{Cmd: protocol.CmdWriteAck, Sector: w.sector, BlockID: w.blockID, BlockSize: uint32(w.size)})
 		}
+	}
+	if w.restart {
+		// After the ack: the resolver must see it before our write again.
+		n.restartPostponed(int64(w.sector)*512, w.size)
 	}
 	n.maybeFinishEpoch()
 }
@@ -389,6 +441,8 @@ func (n *Node) recvClear() {
 	if n.peer == nil {
 		return
 	}
+	waiting := n.peer.recv.conflictWait
 	n.peer.recv = receiver{}
 	n.peer.recv.init()
+	n.dropConflictWaiters(waiting)
 }
