@@ -261,7 +261,33 @@ func (n *Node) restartPostponed(off, size int64) {
 		old.completed = true // its replacement reports the completion
 		nr := &request{Request: old.Request, sector: old.sector}
 		n.reqs[old.ID] = nr
-		n.startWrite(nr)
+		n.startWrite(nr) // takes its own AL reference first
+		if !old.inTL {
+			// Its epoch was acked while it waited: its AL reference
+			// went with nothing.
+			n.alComplete(old)
+		}
+	}
+}
+
+// failPostponed ends the postponed writes when the connection is lost
+// (tlClear): they are on our disk only, out of sync, and complete with
+// the local result. Those whose epoch the resolver already acked are no
+// longer in the transfer log, so tlClear does not see them.
+func (n *Node) failPostponed() {
+	var ps []*request
+	for _, req := range n.reqs {
+		if req.postponed {
+			ps = append(ps, req)
+		}
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
+	for _, req := range ps {
+		req.postponed = false
+		req.netPending = false
+		req.netDone = true
+		n.setOutOfSync(req.Offset, req.Length)
+		n.finishRequest(req) // drops its AL reference once complete
 	}
 }
 

@@ -358,3 +358,109 @@ func TestWaitingPeerWriteDroppedWithTheConnection(t *testing.T) {
 	ops, _, _ = held(n)
 	require.Len(t, writesOf(ops), 1, "the block's lock is free")
 }
+
+// ACK BEFORE UNLOCK: a write of ours queued behind a peer write to the
+// same blocks goes out only after that peer write's ack, so it carries a
+// higher sequence number and the resolver sees it as later, not as a
+// crossing write (which it would drop, keeping its own older data).
+func TestOurWriteAfterPeerWriteIsNumberedAfterItsAck(t *testing.T) {
+	n := dualPrimary(t, false)
+	require.NoError(t, n.Receive(DataStream, peerWriteMsg(0, 1, 77, 1)))
+	ops, _, _ := held(n)
+	pw := writesOf(ops)
+	require.Len(t, pw, 1)
+	require.NoError(t, n.Propose(writeReq(1, 0, 1)))
+	_, pks, _ := held(n)
+	require.Empty(t, pks, "ours waits for the peer write's range lock")
+
+	n.DiskDone(pw[0].ID, nil, nil)
+	_, pks, _ = held(n)
+	var ackSeq, dataSeq uint32
+	for _, p := range pks {
+		switch p := p.(type) {
+		case *protocol.BlockAck:
+			require.Zero(t, dataSeq, "the ack goes out first")
+			ackSeq = p.SeqNum
+		case *protocol.Data:
+			dataSeq = p.SeqNum
+		}
+	}
+	require.NotZero(t, ackSeq)
+	require.Greater(t, dataSeq, ackSeq)
+}
+
+// A postponed write whose epoch the resolver acknowledges (it counted the
+// write it told us to retry) is not completed by that barrier ack: it is
+// still to be written again, and it is, after the peer's write.
+func TestPostponedWriteSurvivesItsEpochsBarrierAck(t *testing.T) {
+	n := dualPrimary(t, false)
+	require.NoError(t, n.Propose(writeReq(1, 0, 1)))
+	require.NoError(t, n.Propose(writeReq(2, 5, 1)))
+	ops, pks, _ := held(n)
+	var first *protocol.Data
+	for _, p := range pks {
+		if d, ok := p.(*protocol.Data); ok && d.BlockID == 1 {
+			first = d
+		}
+	}
+	require.NotNil(t, first)
+	for _, op := range writesOf(ops) {
+		n.DiskDone(op.ID, nil, nil)
+	}
+	held(n)
+	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdRetryWrite, first, 1)))
+	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdWriteAck, &protocol.Data{Sector: 40, BlockID: 2, Payload: make([]byte, 4096)}, 2)))
+	_, pks, done := held(n)
+	require.Equal(t, map[uint64]error{2: nil}, done, "write 2 completes and closes the epoch")
+	require.Contains(t, pks, protocol.Packet(&protocol.Barrier{Barrier: 1}))
+	require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.BarrierAck{Barrier: 1, SetSize: 2}}))
+	_, _, done = held(n)
+	require.Empty(t, done, "the postponed write is not done")
+
+	require.NoError(t, n.Receive(DataStream, peerWriteMsg(0, 1, 77, 3)))
+	ops, _, _ = held(n)
+	w := writesOf(ops)
+	require.Len(t, w, 1)
+	n.DiskDone(w[0].ID, nil, nil)
+	ops, pks, _ = held(n)
+	again := sentData(t, pks)
+	require.EqualValues(t, 1, again.BlockID, "written again")
+	w = writesOf(ops)
+	require.Len(t, w, 1)
+	n.DiskDone(w[0].ID, nil, nil)
+	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdWriteAck, again, 4)))
+	_, _, done = held(n)
+	require.Equal(t, map[uint64]error{1: nil}, done)
+}
+
+// A postponed write whose epoch was already acknowledged completes (on our
+// disk only, out of sync) when the connection drops before its restart:
+// it is no longer in the transfer log that the disconnect walks.
+func TestPostponedWriteCompletesWhenTheConnectionDrops(t *testing.T) {
+	n := dualPrimary(t, false)
+	require.NoError(t, n.Propose(writeReq(1, 0, 1)))
+	require.NoError(t, n.Propose(writeReq(2, 5, 1)))
+	ops, pks, _ := held(n)
+	var first *protocol.Data
+	for _, p := range pks {
+		if d, ok := p.(*protocol.Data); ok && d.BlockID == 1 {
+			first = d
+		}
+	}
+	for _, op := range writesOf(ops) {
+		n.DiskDone(op.ID, nil, nil)
+	}
+	held(n)
+	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdRetryWrite, first, 1)))
+	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdWriteAck, &protocol.Data{Sector: 40, BlockID: 2, Payload: make([]byte, 4096)}, 2)))
+	held(n)
+	require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.BarrierAck{Barrier: 1, SetSize: 2}}))
+	_, _, done := held(n)
+	require.Empty(t, done)
+
+	n.Disconnected("test")
+	_, _, done = held(n)
+	require.Equal(t, map[uint64]error{1: nil}, done)
+	require.EqualValues(t, 4096, n.OutOfSync())
+	require.Zero(t, n.Stats().AP)
+}

@@ -650,7 +650,7 @@ func (n *Node) receiveBarrierAck(p *protocol.BarrierAck) error {
 		return n.protocolError("BAD! BarrierAck #%d received with n_writes=%d, expected n_writes=%d!", p.Barrier, p.SetSize, len(e.writes))
 	}
 	for _, req := range e.writes {
-		if req.netPending {
+		if req.netPending && !req.postponed {
 			// Protocol A: the ack covers writes not otherwise acked.
 			req.netPending = false
 			req.netDone = true
@@ -661,6 +661,12 @@ func (n *Node) receiveBarrierAck(p *protocol.BarrierAck) error {
 	n.tl.pop()
 	for _, req := range e.writes {
 		req.inTL = false
+		if req.postponed {
+			// The resolver counted it, but it is still to be written
+			// again: it keeps its AL reference and its place in the
+			// request table until restartPostponed.
+			continue
+		}
 		// The AL reference goes with the request's last part: a local
 		// write still in flight keeps its extent in the activity log
 		// (finishRequest drops it when the write completes). Dropped
@@ -717,6 +723,7 @@ func (n *Node) tlClear() {
 		}
 	}
 	n.tl.reset()
+	n.failPostponed()
 	flushers := n.tl.flushWaiters
 	n.tl.flushWaiters = nil
 	for _, req := range flushers {
@@ -766,6 +773,13 @@ func (n *Node) oldestPeerWait() (since int64, ok bool) {
 		}
 		for _, req := range e.writes {
 			if req.netPending {
+				see(req.sentAt)
+			}
+		}
+	}
+	if n.cfg.AllowTwoPrimaries {
+		for _, req := range n.reqs {
+			if req.postponed {
 				see(req.sentAt)
 			}
 		}

@@ -248,8 +248,8 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 	start = func() {
 		if n.cfg.AllowTwoPrimaries {
 			if n.peer != pr || !pr.socketsUp {
-				n.unlockRange(w.lk)
 				n.peerWriteDone(pr, e, w, errConnectionGone)
+				n.unlockRange(w.lk)
 				return
 			}
 			switch n.peerWriteConflict(w) {
@@ -266,8 +266,8 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 				}
 			}
 			if w.answer != 0 {
-				n.unlockRange(w.lk)
 				n.peerWriteDone(pr, e, w, nil)
+				n.unlockRange(w.lk)
 				return
 			}
 		}
@@ -275,8 +275,8 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 			l.inFlight++
 			n.submitDisk(DiskOp{Op: w.op, Offset: off, Length: w.size, Data: w.data, FUA: w.flags&protocol.DPFUA != 0}, func(err error, _ []byte) {
 				l.inFlight--
-				n.unlockRange(w.lk)
 				n.peerWriteDone(pr, e, w, err)
+				n.unlockRange(w.lk)
 				n.maybeFinishDetach()
 			})
 		}
@@ -292,8 +292,8 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 		n.submitDisk(DiskOp{Op: OpFlush}, func(err error, _ []byte) {
 			l.inFlight--
 			if err != nil {
-				n.unlockRange(w.lk)
 				n.peerWriteDone(pr, e, w, fmt.Errorf("preflush: %w", err))
+				n.unlockRange(w.lk)
 				n.maybeFinishDetach()
 				return
 			}
@@ -309,6 +309,12 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 }
 
 // peerWriteDone records the end of a write received on pr's connection.
+// ACK BEFORE UNLOCK: the caller releases the write's range lock only after
+// this sent its ack. A write of ours to the same blocks waits for the lock;
+// sent before the ack, it would carry a lower sequence number, and the
+// resolver (CONFLICTING WRITES) would take it for one that crossed the
+// peer's write, when ours came after it (DRBD removes the peer request
+// from its interval tree after sending the ack for the same reason).
 func (n *Node) peerWriteDone(pr *peer, e *rEpoch, w *peerWrite, err error) {
 	w.done = true
 	w.data = nil

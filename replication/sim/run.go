@@ -115,6 +115,11 @@ func (s *Sim) appTick(nd *node) {
 	if a == nil || a.stopped || !nd.alive || nd.core.State().Role != replication.RolePrimary {
 		return
 	}
+	if s.dual != nil && s.dualQuietPhase() {
+		s.dualQuietCheck()
+		s.on(nd, s.lat(500, 5000), func() { s.appTick(nd) })
+		return
+	}
 	for len(a.inflight) < s.opt.QueueDepth {
 		if !s.issue(nd) {
 			break
@@ -124,6 +129,9 @@ func (s *Sim) appTick(nd *node) {
 }
 
 func (s *Sim) issue(nd *node) bool {
+	if s.dual != nil {
+		return s.issueDual(nd)
+	}
 	a := nd.app
 	m := s.model
 	blocks := int64(s.dataSectors) * 512 / blk
@@ -227,6 +235,10 @@ func (a *app) completed(s *Sim, nd *node, c replication.Completion) {
 	}
 	delete(a.inflight, c.ID)
 	s.logf("%s: app done id=%d %v blocks %d..%d v%d err=%v", nd.name, c.ID, q.op, q.off/blk, (q.off+q.length)/blk-1, q.version, c.Err)
+	if s.dual != nil {
+		s.dualCompleted(nd, c.ID, q, c.Err)
+		return
+	}
 	m := s.model
 	switch q.op {
 	case replication.OpWrite, replication.OpWriteZeroes:
@@ -448,6 +460,12 @@ func (s *Sim) Run() (Result, error) {
 		return s.res, fmt.Errorf("seed %d: %s did not become primary: %s", s.opt.Seed, a.name, a.core.State())
 	}
 	s.startApp(a)
+	if s.opt.TwoPrimaries {
+		if err := s.promoteSecond(); err != nil {
+			return s.res, err
+		}
+		s.startApp(b)
+	}
 	end := s.now + s.opt.Duration
 	if s.opt.Faults {
 		s.scheduleFaults(end)
@@ -760,6 +778,9 @@ func (s *Sim) checkConverged() {
 		primary = b
 	}
 	s.checkPromises(primary)
+	if s.dual != nil {
+		s.checkLastWriter()
+	}
 	ua, _ := a.core.UUIDs()
 	ub, _ := b.core.UUIDs()
 	if ua[0]&^1 != ub[0]&^1 {

@@ -36,6 +36,9 @@ type Options struct {
 	Trace bool
 	// Tweak, when set, adjusts each node's configuration (scenario tests).
 	Tweak func(node int, c *replication.Config)
+	// TwoPrimaries: allow-two-primaries, both nodes Primary and writing
+	// the same blocks (dual.go); protocol C, no faults.
+	TwoPrimaries bool
 }
 
 // Result summarises a run.
@@ -76,6 +79,7 @@ type Sim struct {
 	// streamTail is the delivery time of the last packet per node and
 	// stream, so streams stay in order.
 	streamTail [4]int64
+	dual       *dualState // Options.TwoPrimaries
 }
 
 const tickUS = 100_000 // one core tick (100 ms) in microseconds
@@ -111,7 +115,14 @@ func New(opt Options) *Sim {
 	if opt.QueueDepth == 0 {
 		opt.QueueDepth = 8
 	}
+	if opt.TwoPrimaries {
+		opt.Protocol = replication.ProtocolC
+		opt.Faults = false
+	}
 	s := &Sim{opt: opt, rng: rand.New(rand.NewSource(opt.Seed))}
+	if opt.TwoPrimaries {
+		s.dual = newDualState()
+	}
 	s.model = newModel(opt.DiskSize)
 	layout, err := metadata.ComputeLayout(metadata.Internal(), opt.DiskSize, 1, 8)
 	if err != nil {
@@ -139,6 +150,7 @@ func (s *Sim) cfg(nd *node) replication.Config {
 	c.PingIntTicks = 10
 	c.PingTimeoutTicks = 5
 	c.Features = protocol.FeatureTrim | protocol.FeatureWZeroes
+	c.AllowTwoPrimaries = s.opt.TwoPrimaries
 	if s.opt.Tweak != nil {
 		s.opt.Tweak(nd.id, &c)
 	}
@@ -466,6 +478,9 @@ func (s *Sim) checkRoles() {
 	// partition) is the admin's doing; two Primaries that know of each
 	// other never are, unless allow-two-primaries.
 	connected := a.core.State().Conn >= replication.Connected || b.core.State().Conn >= replication.Connected
+	if connected && a.core.Config().AllowTwoPrimaries && b.core.Config().AllowTwoPrimaries {
+		return // allowed
+	}
 	if !s.allowSplitBrain || (connected && !a.core.Config().AllowTwoPrimaries) {
 		s.fail("two primaries")
 	}

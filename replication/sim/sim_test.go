@@ -33,6 +33,8 @@ func optionsFor(seed int64) Options {
 		o.DiskSize = 320 << 20
 		o.SkipInitialSync = true
 	}
+	// Two Primaries writing the same blocks (protocol C, no faults).
+	o.TwoPrimaries = seed%7 == 6
 	return o
 }
 
