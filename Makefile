@@ -67,7 +67,7 @@ e2e: build
 # Kernel NBD / kernel DRBD 8.4 in a qemu guest: the NBD server on
 # /dev/nbdX, the daemon as Primary on it, and gdrbd paired with the real
 # DRBD 8.4.11 kernel module.
-KERNEL_TESTS ?= test/vm/guest/nbd-kernel.sh test/vm/guest/daemon-primary.sh test/vm/guest/drbd84-interop.sh
+KERNEL_TESTS ?= test/vm/guest/nbd-kernel.sh test/vm/guest/daemon-primary.sh test/vm/guest/drbd84-interop.sh test/vm/guest/drbd84-dual.sh
 e2e-kernel: static
 	EXTRA_MODS="drbd loop" EXTRA_DYN_BINS="/lib/drbd/drbdsetup-84 /usr/sbin/drbdmeta" \
 		test/vm/run-kernel-tests.sh bin/gdrbd-static $(KERNEL_TESTS)
