@@ -239,6 +239,12 @@ func (n *Node) postponeWrite(req *request) error {
 		return n.protocolError("P_RETRY_WRITE for write %#x not waiting for an answer", req.ID)
 	}
 	req.postponed = true
+	if !n.localUsableForWrite() {
+		// Without a disk we apply no peer write to wait for: go again at
+		// once. (Should the resolver's write still be unanswered, it
+		// answers retry once more.)
+		n.restartPostponed(req.Offset, req.Length)
+	}
 	return nil
 }
 

@@ -464,3 +464,149 @@ func TestPostponedWriteCompletesWhenTheConnectionDrops(t *testing.T) {
 	require.EqualValues(t, 4096, n.OutOfSync())
 	require.Zero(t, n.Stats().AP)
 }
+
+// completeAll completes every data op (and keeps pumping) until quiet.
+func completeAll(n *Node, ops []DiskOp) ([]DiskOp, []protocol.Packet, map[uint64]error) {
+	var allOps []DiskOp
+	var allPks []protocol.Packet
+	done := map[uint64]error{}
+	for len(ops) > 0 {
+		for _, op := range ops {
+			n.DiskDone(op.ID, nil, nil)
+		}
+		var pks []protocol.Packet
+		var d map[uint64]error
+		ops, pks, d = held(n)
+		allOps = append(allOps, ops...)
+		allPks = append(allPks, pks...)
+		for k, v := range d {
+			done[k] = v
+		}
+	}
+	return allOps, allPks, done
+}
+
+// A peer write waiting for the answer to a crossing write of ours holds
+// its range lock but no disk I/O, so a detach completes under it. When
+// the answer comes, the write must not go to the detached disk (whose
+// superblock says clean): it is not applied, and the peer gets P_NEG_ACK
+// (before, it was written and acknowledged as on our disk).
+func TestPeerWriteWaitingThroughADetachIsNotApplied(t *testing.T) {
+	n := dualPrimary(t, false)
+	require.NoError(t, n.Propose(writeReq(1, 0, 1)))
+	ops, pks, _ := held(n)
+	mine := sentData(t, pks)
+	n.DiskDone(writesOf(ops)[0].ID, nil, nil)
+	held(n)
+	require.NoError(t, n.Receive(DataStream, peerWriteMsg(0, 1, 77, 1)))
+	ops, _, _ = held(n)
+	require.Empty(t, writesOf(ops), "waits for the resolver")
+
+	var detached error = ErrIOError
+	called := false
+	n.Detach(func(err error) { detached = err; called = true })
+	held(n)
+	require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.StateChgReply{Cmd: protocol.CmdStateChgReply, RetCode: 1}}))
+	for i := 0; i < 10 && !called; i++ {
+		ops, _, _ = held(n)
+		completeAll(n, ops)
+	}
+	require.True(t, called, "detach finished while the peer write still waits")
+	require.NoError(t, detached)
+	require.Equal(t, Diskless, n.State().Disk)
+
+	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdSuperseded, mine, 2)))
+	ops, pks, _ = held(n)
+	require.Empty(t, writesOf(ops), "not written to the detached disk")
+	a := acks(pks)
+	require.Len(t, a, 1)
+	require.Equal(t, protocol.CmdNegAck, a[0].Cmd)
+	require.EqualValues(t, 77, a[0].BlockID)
+}
+
+// A diskless Primary that does not resolve conflicts applies no peer
+// write, so a write of its own the resolver told to retry goes again at
+// once; before, nothing restarted it and it hung until ko-count dropped
+// the connection.
+func TestDisklessNonResolverRetriesAtOnce(t *testing.T) {
+	n := dualPrimary(t, false)
+	called := false
+	n.Detach(func(err error) { called = true })
+	held(n)
+	require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.StateChgReply{Cmd: protocol.CmdStateChgReply, RetCode: 1}}))
+	for i := 0; i < 10 && !called; i++ {
+		ops, _, _ := held(n)
+		completeAll(n, ops)
+	}
+	require.True(t, called)
+	require.Equal(t, Diskless, n.State().Disk)
+	require.Equal(t, Connected, n.State().Conn)
+	// the peer learns we are diskless; it stays UpToDate
+	require.NoError(t, n.Propose(writeReq(1, 0, 1)))
+	_, pks, _ := held(n)
+	first := sentData(t, pks)
+	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdRetryWrite, first, 1)))
+	_, pks, done := held(n)
+	require.Empty(t, done)
+	again := sentData(t, pks)
+	require.EqualValues(t, 1, again.BlockID, "re-sent")
+	require.NoError(t, n.Receive(DataStream, peerWriteMsg(0, 2, 77, 2)))
+	_, pks, _ = held(n)
+	a := acks(pks)
+	require.Len(t, a, 1)
+	require.Equal(t, protocol.CmdNegAck, a[0].Cmd, "the resolver's write: no disk here")
+	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdWriteAck, again, 3)))
+	_, _, done = held(n)
+	require.Equal(t, map[uint64]error{1: nil}, done)
+}
+
+// Against a peer below protocol 100 the resolver answers a partial overlap
+// with P_SUPERSEDED (as DRBD's e_send_retry_write): the peer completes its
+// write as if applied, so the blocks of it outside our write are on the
+// peer's disk only; they are marked out of sync for the resync.
+func TestOldDialectPartialOverlapIsMarkedOutOfSync(t *testing.T) {
+	n := dualPrimary(t, true)
+	n.peer.dialect.Version = 96
+	require.NoError(t, n.Propose(writeReq(1, 0, 1)))
+	ops, _, _ := held(n)
+	w := writesOf(ops)
+	require.NoError(t, n.Receive(DataStream, peerWriteMsg(0, 2, 77, 1)))
+	held(n)
+	n.DiskDone(w[0].ID, nil, nil)
+	ops, pks, _ := held(n)
+	require.Empty(t, writesOf(ops))
+	a := acks(pks)
+	require.Len(t, a, 1)
+	require.Equal(t, protocol.CmdSuperseded, a[0].Cmd)
+	require.EqualValues(t, 8192, n.OutOfSync(), "the peer's write's blocks")
+}
+
+// A peer write with FUA (or a preflush) that the resolver supersedes is
+// answered only after a flush: the peer completes it as durable, and what
+// overwrote it here, our write, may still be only in the disk's cache.
+func TestSupersededFUAWriteIsAnsweredAfterAFlush(t *testing.T) {
+	n := dualPrimary(t, true)
+	require.NoError(t, n.Propose(writeReq(1, 0, 1)))
+	ops, _, _ := held(n)
+	w := writesOf(ops)
+	fua := peerWriteMsg(0, 1, 77, 1)
+	fua.Packet.(*protocol.Data).Flags |= protocol.DPFUA
+	require.NoError(t, n.Receive(DataStream, fua))
+	held(n)
+	n.DiskDone(w[0].ID, nil, nil)
+	ops, pks, _ := held(n)
+	require.Empty(t, acks(pks), "not answered before the flush")
+	require.Empty(t, writesOf(ops))
+	var flush *DiskOp
+	for i := range ops {
+		if ops[i].Op == OpFlush {
+			flush = &ops[i]
+		}
+	}
+	require.NotNil(t, flush)
+	n.DiskDone(flush.ID, nil, nil)
+	_, pks, _ = held(n)
+	a := acks(pks)
+	require.Len(t, a, 1)
+	require.Equal(t, protocol.CmdSuperseded, a[0].Cmd)
+}

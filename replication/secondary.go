@@ -235,6 +235,10 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 	}
 	pr := n.peer
 	if n.ldev == nil || n.ldev.detaching || n.st.Disk < Inconsistent {
+		// Not applied here: our writes the resolver told to retry go
+		// again after this answer (they would otherwise wait for a peer
+		// write that we will never apply).
+		w.restart = n.cfg.AllowTwoPrimaries
 		n.peerWriteDone(pr, e, w, ErrNotAttached)
 		return
 	}
@@ -246,6 +250,15 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 	// could take it in between and be overwritten by this older one.
 	var start func()
 	start = func() {
+		if n.ldev != l || l.detaching {
+			// The disk went away while the write waited for its range
+			// lock (behind a resync, or for a conflict's answer): it was
+			// not counted in flight, so the detach did not wait for it.
+			// It is not applied, and the peer learns so.
+			n.peerWriteDone(pr, e, w, ErrNotAttached)
+			n.unlockRange(w.lk)
+			return
+		}
 		if n.cfg.AllowTwoPrimaries {
 			if n.peer != pr || !pr.socketsUp {
 				n.peerWriteDone(pr, e, w, errConnectionGone)
@@ -262,8 +275,29 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 			case verdictRetry:
 				w.answer = protocol.CmdRetryWrite
 				if pr.dialect.Version < 100 {
-					w.answer = protocol.CmdSuperseded // as DRBD answers peers before 100
+					// As DRBD answers peers before 100, which know no
+					// retry: the peer's blocks outside ours now differ
+					// from ours, so they are marked for the resync.
+					w.answer = protocol.CmdSuperseded
+					n.setOutOfSync(off, w.size)
 				}
+			}
+			if w.answer == protocol.CmdSuperseded && w.flags&(protocol.DPFlush|protocol.DPFUA) != 0 {
+				// The peer completes its write as durable (FUA) or as
+				// ordered after durable predecessors (preflush): what
+				// overwrote it here, our write, is on our disk but maybe
+				// only in its cache. Flush before answering.
+				l.inFlight++
+				n.submitDisk(DiskOp{Op: OpFlush}, func(err error, _ []byte) {
+					l.inFlight--
+					if err != nil {
+						n.diskError("flush", err)
+					}
+					n.peerWriteDone(pr, e, w, err)
+					n.unlockRange(w.lk)
+					n.maybeFinishDetach()
+				})
+				return
 			}
 			if w.answer != 0 {
 				n.peerWriteDone(pr, e, w, nil)
@@ -272,6 +306,11 @@ func (n *Node) issuePeerWrite(e *rEpoch, w *peerWrite) {
 			}
 		}
 		write := func() {
+			if n.ldev != l || l.detaching {
+				n.peerWriteDone(pr, e, w, ErrNotAttached)
+				n.unlockRange(w.lk)
+				return
+			}
 			l.inFlight++
 			n.submitDisk(DiskOp{Op: w.op, Offset: off, Length: w.size, Data: w.data, FUA: w.flags&protocol.DPFUA != 0}, func(err error, _ []byte) {
 				l.inFlight--
