@@ -23,6 +23,8 @@ type model struct {
 	// mayHave: versions a block may hold after crashes: its durable
 	// version and every version written since.
 	mayHave map[int64]map[uint64]bool
+	// order: the versions of mayHave in the order they were written.
+	order map[int64][]uint64
 	// inflightAtCrash: versions in flight when the Primary crashed (the
 	// survivor may or may not have them).
 	inflightAtCrash map[int64]uint64
@@ -31,7 +33,7 @@ type model struct {
 }
 
 func newModel(size int64) *model {
-	return &model{acked: map[int64]uint64{}, inflight: map[int64]uint64{}, reading: map[int64]int{}, mayHave: map[int64]map[uint64]bool{}, inflightAtCrash: map[int64]uint64{}}
+	return &model{acked: map[int64]uint64{}, inflight: map[int64]uint64{}, reading: map[int64]int{}, mayHave: map[int64]map[uint64]bool{}, order: map[int64][]uint64{}, inflightAtCrash: map[int64]uint64{}}
 }
 
 // written records a write being issued.
@@ -39,24 +41,39 @@ func (m *model) written(b int64, v uint64) {
 	m.inflight[b] = v
 	if m.mayHave[b] == nil {
 		m.mayHave[b] = map[uint64]bool{m.acked[b]: true}
+		m.order[b] = []uint64{m.acked[b]}
 	}
 	m.mayHave[b][v] = true
+	m.order[b] = append(m.order[b], v)
 }
 
 // durable records that version v of block b is durable: the block can no
-// longer roll back to anything older (versions grow monotonically).
+// longer roll back to a version written before v. Order of issue, not the
+// version numbers, decides what is older: a write-zeroes is version 0 and
+// may come after any other write. (Version 0 can be written more than
+// once; its first write counts, which keeps more versions allowed, never
+// fewer.)
 func (m *model) durable(b int64, v uint64) {
-	set := m.mayHave[b]
-	for x := range set {
-		if x < v {
-			delete(set, x)
+	order := m.order[b]
+	at := -1
+	for i, x := range order {
+		if x == v {
+			at = i
+			break
 		}
 	}
-	if set == nil {
+	if at < 0 {
 		m.mayHave[b] = map[uint64]bool{v: true}
-	} else {
-		set[v] = true
+		m.order[b] = []uint64{v}
+		return
 	}
+	order = order[at:]
+	set := map[uint64]bool{}
+	for _, x := range order {
+		set[x] = true
+	}
+	m.mayHave[b] = set
+	m.order[b] = order
 }
 
 // flushed: a FLUSH completed; every write acknowledged before it was
