@@ -610,3 +610,37 @@ func TestSupersededFUAWriteIsAnsweredAfterAFlush(t *testing.T) {
 	require.Len(t, a, 1)
 	require.Equal(t, protocol.CmdSuperseded, a[0].Cmd)
 }
+
+// RESYNC DOES NOT QUEUE BEHIND WAITING WRITES. On the node that does not
+// resolve conflicts, serving its peer's resync: a peer write L waiting for
+// the answer to our write P holds block 1023; our next write P2 to
+// 1023-1024 waits behind L. The peer's P_RS_DATA_REQUEST for block 1024
+// (which L does not touch) is served at once. Queued behind P2, as it was,
+// it waited for the resolver's answer to P, and the resolver, a SyncTarget
+// whose resync lock on block 1024 held back P, waited for this reply:
+// the two nodes deadlocked until ko-count.
+func TestResyncReadDoesNotQueueBehindWaitingWrites(t *testing.T) {
+	n := dualPrimary(t, false)
+	require.NoError(t, n.Propose(writeReq(1, 1023, 2))) // P: 1023-1024
+	ops, _, _ := held(n)
+	for _, op := range writesOf(ops) {
+		n.DiskDone(op.ID, nil, nil)
+	}
+	held(n)
+	require.NoError(t, n.Receive(DataStream, peerWriteMsg(1023, 1, 77, 1))) // L: 1023
+	ops, _, _ = held(n)
+	require.Empty(t, writesOf(ops), "L waits for the answer to P")
+	require.NoError(t, n.Propose(writeReq(2, 1023, 2))) // P2: 1023-1024
+	ops, _, _ = held(n)
+	require.Empty(t, writesOf(ops), "P2 queued behind L")
+	require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.BlockReq{Cmd: protocol.CmdRSDataRequest, Sector: 1024 * 8, BlockID: idSyncer, BlockSize: 4096}}))
+	ops, _, _ = held(n)
+	var reads int
+	for _, op := range ops {
+		if op.Op == OpRead {
+			reads++
+		}
+	}
+	require.Equal(t, 1, reads, "the resync read of block 1024 is not held back by P2")
+}
+

@@ -3,7 +3,18 @@ package replication
 // Range locks keep resync and application/peer writes to the same blocks
 // from being in flight at once (DRBD does this with its resync extents and
 // interval trees). Locks are granted in FIFO order per conflict: a lock
-// waits for every earlier overlapping lock it conflicts with.
+// waits for every granted lock it conflicts with and for every earlier
+// waiting one, except that
+//
+// RESYNC DOES NOT QUEUE BEHIND WAITING WRITES: a resync lock waits only
+// for the writes in flight, not for writes still waiting for a lock. The
+// resync reads or writes what is on the disk now; a waiting write comes
+// after it on this disk, and is mirrored to the peer after the resync
+// reply (which is sent before its lock goes). Queued behind waiting
+// writes, the resync of the SyncSource could wait for a write that waits
+// for a peer write held back until the SyncTarget answers a conflict,
+// which itself waits for this resync (two Primaries, a write straddling
+// the resync's blocks: CONFLICTING WRITES).
 
 type lockKind uint8
 
@@ -37,21 +48,31 @@ func conflicts(a, b *rangeLock) bool {
 func (n *Node) lockRange(off, length int64, kind lockKind, fn func()) *rangeLock {
 	f, l := blockRange(off, length)
 	lk := &rangeLock{first: f, last: l, kind: kind, fn: fn}
-	free := true
-	for _, o := range n.locks {
-		if conflicts(o, lk) {
-			free = false
-			break
-		}
-	}
 	n.locks = append(n.locks, lk)
-	if free {
+	if n.canGrant(len(n.locks)-1, lk) {
 		lk.granted = true
 		if fn != nil {
 			fn()
 		}
 	}
 	return lk
+}
+
+// canGrant reports whether the lock at index i of n.locks may be granted
+// now (see the rules above).
+func (n *Node) canGrant(i int, lk *rangeLock) bool {
+	for j, o := range n.locks {
+		if j == i || !conflicts(o, lk) {
+			continue
+		}
+		if o.granted {
+			return false
+		}
+		if j < i && !(lk.kind == lockResync && o.kind == lockWrite) {
+			return false
+		}
+	}
+	return true
 }
 
 // unlockRange releases a lock and grants the waiters it was blocking.
@@ -64,17 +85,7 @@ func (n *Node) unlockRange(lk *rangeLock) {
 	}
 	var grant []*rangeLock
 	for i, w := range n.locks {
-		if w.granted {
-			continue
-		}
-		ok := true
-		for _, o := range n.locks[:i] {
-			if conflicts(o, w) {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		if !w.granted && n.canGrant(i, w) {
 			w.granted = true
 			grant = append(grant, w)
 		}
