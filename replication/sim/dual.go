@@ -55,7 +55,7 @@ func (s *Sim) dualQuietCheck() {
 	d.checkedPhase = phase
 	d.checks++
 	a, b := s.nodes[0], s.nodes[1]
-	for blkNr := int64(0); blkNr < dualHot; blkNr++ {
+	for blkNr := s.opt.DualBase; blkNr < s.opt.DualBase+dualHot; blkNr++ {
 		x, y := a.disk.read(blkNr*blk, blk), b.disk.read(blkNr*blk, blk)
 		if string(x) != string(y) {
 			vx, _ := versionOf(x)
@@ -125,9 +125,9 @@ func (s *Sim) issueDual(nd *node) bool {
 		return true
 	}
 	n := int64(1 + s.rng.Intn(3))
-	first := s.rng.Int63n(dualHot - n + 1)
+	first := s.opt.DualBase + s.rng.Int63n(dualHot-n+1)
 	for b := first; b < first+n; b++ {
-		if d.busy[nd.id][b] {
+		if d.busy[nd.id][b] && !s.opt.DualOverlap {
 			return false // one write of this node per block at a time
 		}
 	}
@@ -171,7 +171,7 @@ func (s *Sim) dualCompleted(nd *node, id uint64, q *appReq, err error) {
 	}
 	delete(d.byReq, key)
 	for b := q.off / blk; b < (q.off+q.length)/blk; b++ {
-		delete(d.busy[nd.id], b)
+		delete(d.busy[nd.id], b) // (with DualOverlap only a hint)
 	}
 	if err != nil {
 		s.fail("%s: write v%d failed with both nodes up: %v", nd.name, q.version, err)

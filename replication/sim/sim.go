@@ -37,8 +37,12 @@ type Options struct {
 	// Tweak, when set, adjusts each node's configuration (scenario tests).
 	Tweak func(node int, c *replication.Config)
 	// TwoPrimaries: allow-two-primaries, both nodes Primary and writing
-	// the same blocks (dual.go); protocol C, no faults.
+	// the same blocks (dual.go); protocol C, no faults. DualBase is the
+	// first block of the hot region; DualOverlap lets one node have
+	// several writes in flight to a block.
 	TwoPrimaries bool
+	DualBase     int64
+	DualOverlap  bool
 }
 
 // Result summarises a run.
@@ -48,6 +52,9 @@ type Result struct {
 	Failovers              int
 	Resyncs                int
 	TicksRun               int64
+	// Superseded, Retried: P_SUPERSEDED / P_RETRY_WRITE answers sent
+	// (two Primaries).
+	Superseded, Retried int
 }
 
 // Sim is one simulated two-node cluster. Not safe for concurrent use.
@@ -373,6 +380,14 @@ func (s *Sim) sendMsg(nd *node, m replication.Send) {
 	}
 	if b, ok := msg.Packet.(*protocol.Barrier); ok {
 		peer.received.barrier(b)
+	}
+	if a, ok := msg.Packet.(*protocol.BlockAck); ok {
+		switch a.Cmd {
+		case protocol.CmdSuperseded:
+			s.res.Superseded++
+		case protocol.CmdRetryWrite:
+			s.res.Retried++
+		}
 	}
 
 	// Per-stream FIFO: deliveries are scheduled in send order with

@@ -33,8 +33,14 @@ func optionsFor(seed int64) Options {
 		o.DiskSize = 320 << 20
 		o.SkipInitialSync = true
 	}
-	// Two Primaries writing the same blocks (protocol C, no faults).
+	// Two Primaries writing the same blocks (protocol C, no faults); every
+	// other such seed lets a node overlap its own writes, every third
+	// writes across the 4 MiB boundary of two AL extents.
 	o.TwoPrimaries = seed%7 == 6
+	o.DualOverlap = (seed/7)%2 == 1
+	if (seed/7)%3 == 2 {
+		o.DualBase = 1000
+	}
 	return o
 }
 
