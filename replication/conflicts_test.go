@@ -643,4 +643,3 @@ func TestResyncReadDoesNotQueueBehindWaitingWrites(t *testing.T) {
 	}
 	require.Equal(t, 1, reads, "the resync read of block 1024 is not held back by P2")
 }
-
