@@ -643,3 +643,14 @@ func TestResyncReadDoesNotQueueBehindWaitingWrites(t *testing.T) {
 	}
 	require.Equal(t, 1, reads, "the resync read of block 1024 is not held back by P2")
 }
+
+// A block ack naming a FLUSH request (which never went to the peer as a
+// write) is a protocol error, not an answer for it.
+func TestBlockAckForAFlushRequestIsAProtocolError(t *testing.T) {
+	n := dualPrimary(t, false)
+	require.NoError(t, n.Propose(writeReq(1, 0, 1)))
+	require.NoError(t, n.Propose(Request{ID: 2, Op: OpFlush}))
+	held(n)
+	require.Error(t, n.Receive(MetaStream, ack(protocol.CmdSuperseded, &protocol.Data{Sector: 0, BlockID: 2, Payload: make([]byte, 4096)}, 1)))
+	require.NotEqual(t, Connected, n.State().Conn)
+}

@@ -591,7 +591,7 @@ func (n *Node) receiveBlockAck(p *protocol.BlockAck) error {
 		return n.receiveResyncAck(p)
 	}
 	req, ok := n.reqs[p.BlockID]
-	if !ok || req.sector != p.Sector || req.Op == OpRead || req.remoteRead {
+	if !ok || req.sector != p.Sector || req.Op == OpRead || req.Op == OpFlush || req.remoteRead {
 		if p.Cmd == protocol.CmdNegAck {
 			// Protocol A/B: the request may be gone already.
 			if err := n.checkPeerRange(p.Sector, int64(p.BlockSize)); err != nil {
