@@ -609,6 +609,7 @@ func (s *Sim) partition(dur int64) {
 		return
 	}
 	s.res.Partitions++
+	s.logf("network partition for %dus", dur)
 	s.partitioned = true
 	s.breakConnection("network partition")
 	s.after(dur, func() {
