@@ -650,6 +650,10 @@ func (s *Sim) crash(nd *node, dur int64) {
 	s.breakConnection("peer crashed")
 	// Fail over only when the survivor had every write (DRBD with
 	// resource fencing would refuse otherwise; that is a double failure).
+	// A Primary may crash while its peer is not in sync (disconnected, or
+	// back from an earlier crash but not resynced): its disk still holds
+	// the data, the peer is fenced (Sim.fenced), and the cluster waits for
+	// the crashed node instead of promoting the stale one.
 	if wasPrimary && peerInSync {
 		s.after(s.lat(200_000, 1_000_000), func() { s.failover(peer) })
 	}
@@ -674,6 +678,10 @@ func (s *Sim) failover(nd *node) {
 	st := nd.core.State()
 	if st.Disk != replication.UpToDate {
 		s.logf("%s: cannot fail over, disk %s", nd.name, st.Disk)
+		return
+	}
+	if s.fenced[nd.id] {
+		s.logf("%s: cannot fail over, fenced", nd.name)
 		return
 	}
 	if st.Conn >= replication.Connected {
@@ -744,8 +752,17 @@ func (s *Sim) heal() {
 	// Exactly one Primary (the app's).
 	a, b := s.nodes[0], s.nodes[1]
 	if a.core.State().Role != replication.RolePrimary && b.core.State().Role != replication.RolePrimary {
-		// Nobody is primary (failover impossible): promote the one with data.
+		// Nobody is primary (failover impossible): promote the one with
+		// the data, as the cluster manager does: never a fenced node (it
+		// thinks itself UpToDate but misses what the last Primary wrote
+		// without it; promoting it would make a split brain of a double
+		// failure). With no candidate, nobody is promoted and the nodes
+		// sync by their UUIDs.
 		for _, nd := range s.nodes {
+			if s.fenced[nd.id] {
+				s.logf("%s: not promoted, fenced", nd.name)
+				continue
+			}
 			if nd.core.State().Disk == replication.UpToDate {
 				s.admin(nd, func(done func(error)) { nd.core.Primary(false, done) })
 				break

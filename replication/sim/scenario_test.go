@@ -510,3 +510,51 @@ func TestScenarioResyncGivesWayToApplication(t *testing.T) {
 	require.Less(t, loaded, float64(minKiB)*2, "resync under application load at %.0f KiB/s", loaded)
 	require.Greater(t, loaded, float64(minKiB)*0.5, "but it keeps going at about c-min-rate (%.0f KiB/s)", loaded)
 }
+
+// A double failure does not become a split brain: the node that took over
+// after the Primary crashed fails too while the old Primary is back but
+// not yet resynced (here: partitioned away). The cluster manager fenced
+// the old Primary when the survivor ran without it (crm-fence-peer), so
+// the heal promotes the survivor again, never the stale node, and the
+// stale node resyncs from it. Seeds 404411 and 407111 ran into this.
+func TestScenarioDoubleFailureDoesNotPromoteTheFencedNode(t *testing.T) {
+	t.Parallel()
+	s := scenario(t, nil)
+	s.allowSplitBrain = false // one Primary at a time, connected or not
+	s.opt.QueueDepth = 0      // the failover's app issues nothing; the test writes
+	s.connectedPair(t)
+	a, b := s.nodes[0], s.nodes[1]
+	s.write(t, a, 10, 2, 9001)
+	s.flush(t, a)
+
+	s.crash(a, 1_000_000_000) // reboots when the test says so
+	s.waitFor(t, "failover", 2_000_000, func() bool { return b.core.State().Role == replication.RolePrimary })
+	require.True(t, s.fenced[a.id], "the survivor runs without the old Primary: fenced")
+	s.write(t, b, 10, 1, 9002)
+	s.write(t, b, 20, 1, 9003)
+	s.flush(t, b)
+
+	s.partitioned = true
+	s.boot(a) // back, UpToDate in its own eyes, but misses 9002 and 9003
+	s.runUntil(s.now+1_000_000, func() bool { return false })
+	require.NoError(t, s.err)
+	s.crash(b, 1_000_000_000) // the second failure: no failover onto a
+	s.runUntil(s.now+2_000_000, func() bool { return false })
+	require.NoError(t, s.err)
+	require.Equal(t, replication.RoleSecondary, a.core.State().Role, "a fenced node is no failover target")
+
+	s.healing = true
+	s.heal()
+	require.Equal(t, replication.RolePrimary, b.core.State().Role, "the heal promotes the node with the data")
+	require.Equal(t, replication.RoleSecondary, a.core.State().Role)
+	s.waitFor(t, "resync", 60_000_000, s.converged)
+	s.checkConverged()
+	require.NoError(t, s.err)
+	require.False(t, s.fenced[a.id], "unfenced once connected and UpToDate")
+	for blkNr, want := range map[int64]uint64{10: 9002, 11: 9001, 20: 9003} {
+		for _, nd := range s.nodes {
+			v, _ := versionOf(nd.disk.read(blkNr*blk, blk))
+			require.Equal(t, want, v, "block %d on %s", blkNr, nd.name)
+		}
+	}
+}

@@ -87,6 +87,14 @@ type Sim struct {
 	// stream, so streams stay in order.
 	streamTail [4]int64
 	dual       *dualState // Options.TwoPrimaries
+	// fenced models the cluster manager's fencing (DRBD's fencing
+	// resource-only with crm-fence-peer / crm-unfence-peer): a node is
+	// fenced from the moment a Primary runs without it connected and
+	// UpToDate (it may miss acknowledged writes) until both nodes are
+	// connected and UpToDate again. The cluster never promotes a fenced
+	// node: doing so after the Primary also fails would be a double
+	// failure turned into a split brain.
+	fenced [2]bool
 }
 
 const tickUS = 100_000 // one core tick (100 ms) in microseconds
@@ -268,6 +276,7 @@ func (s *Sim) pump(nd *node) {
 			if e.New != nil {
 				s.logf("%s: %s -> %s", nd.name, e.Old, e.New)
 				s.checkRoles()
+				s.updateFencing()
 			} else {
 				s.logf("%s: %s", nd.name, e.Msg)
 			}
@@ -480,6 +489,33 @@ func (s *Sim) breakConnection(why string) {
 	for _, nd := range s.nodes {
 		nd := nd
 		s.on(nd, s.lat(100, 20_000), func() { nd.core.Disconnected(why) })
+	}
+}
+
+// updateFencing follows the nodes' states (after every state change) and
+// sets or lifts the cluster manager's constraint on each node; see
+// Sim.fenced.
+func (s *Sim) updateFencing() {
+	a, b := s.nodes[0], s.nodes[1]
+	if upToDate(a) && upToDate(b) {
+		for i := range s.fenced {
+			if s.fenced[i] {
+				s.logf("%s: unfenced (connected and UpToDate)", s.nodes[i].name)
+				s.fenced[i] = false
+			}
+		}
+		return
+	}
+	for _, nd := range s.nodes {
+		if !nd.alive {
+			continue
+		}
+		st := nd.core.State()
+		peer := s.other(nd)
+		if st.Role == replication.RolePrimary && !(st.Conn >= replication.Connected && st.PDsk == replication.UpToDate) && !s.fenced[peer.id] {
+			s.logf("%s: fenced (Primary %s runs without it)", peer.name, nd.name)
+			s.fenced[peer.id] = true
+		}
 	}
 }
 
