@@ -20,6 +20,14 @@
 //	EPOCHS IN ORDER      the receiver issues no write of epoch n+1 before all
 //	                     of epoch n completed and its disk was flushed
 //
+// and, with two Primaries (CONFLICTING WRITES in conflicts.go):
+//
+//	ACKS BEFORE LATER WRITES  the resolver checks a peer write only after
+//	                          every ack the peer numbered before it
+//	ACK BEFORE UNLOCK         a peer write's ack goes out before its range
+//	                          lock, so our write queued behind it is numbered
+//	                          after the ack
+//
 // The simulator checks these with seeded runs; the scenario tests there
 // show each user-visible behaviour (split brain, verify, resync of only the
 // changed blocks, authentication, ...).
