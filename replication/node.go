@@ -86,6 +86,9 @@ type Node struct {
 
 	// handlerWaiters: handlers run with Wait, by Handler ID.
 	handlerWaiters map[uint64]func(exitCode int)
+	// connects counts the connections established (Connected), so a
+	// fence-peer result that outlived its connection is ignored.
+	connects uint64
 
 	stats stats
 }
@@ -527,7 +530,15 @@ func (n *Node) tryOutdatePeer(done func(ok bool)) {
 		done(false)
 		return
 	}
+	connects := n.connects
 	n.runHandlerWait("fence-peer", func(code int) {
+		if n.connects != connects || n.st.Conn >= WFReportParams {
+			// The connection came back while the handler ran: what it
+			// found out is about the old one.
+			n.logf(LevelInfo, "Ignoring fence-peer exit code")
+			done(n.st.PDsk <= Outdated)
+			return
+		}
 		var mask StateMask
 		var val State
 		what := ""
@@ -554,9 +565,31 @@ func (n *Node) tryOutdatePeer(done func(ok bool)) {
 		}
 		n.logf(LevelInfo, "fence-peer helper returned %d (%s)", code, what)
 		if mask.PDsk || mask.Disk {
+			if val.PDsk != 0 && val.PDsk <= Outdated {
+				// The peer is fenced: I/O suspended for the handler
+				// (resource-and-stonith) resumes.
+				mask.SuspFen, val.SuspFen = true, false
+			}
 			_ = n.changeState(mask, val, csHard)
 			n.writeSuperblock(nil)
 		}
 		done(n.st.PDsk <= Outdated)
 	})
+}
+
+// fenceLostPeer runs the fence-peer handler when a Primary loses its
+// connection to a peer whose disk may be UpToDate (DRBD's conn_disconnect
+// calls conn_try_outdate_peer_async): with fencing resource-only or
+// resource-and-stonith, the handler (crm-fence-peer.sh) keeps the cluster
+// from promoting the peer, which misses the writes made from now on. The
+// peer's disk state follows the handler's exit code unless the
+// connection came back meanwhile.
+func (n *Node) fenceLostPeer(os State) {
+	if n.cfg.Fencing == FencingDontCare || n.st.Role != RolePrimary {
+		return
+	}
+	if os.PDsk != UpToDate && os.PDsk != Consistent && os.PDsk != DUnknown {
+		return // the peer is known to be Outdated or worse
+	}
+	n.tryOutdatePeer(func(bool) {})
 }

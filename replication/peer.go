@@ -117,6 +117,7 @@ func (n *Node) Connected(resolveConflicts bool) {
 		return
 	}
 	now := n.peer.now
+	n.connects++
 	n.peer = &peer{socketsUp: true, resolveConflicts: resolveConflicts, stage: hsFeatures, now: now, lastRecv: now}
 	n.peer.recv.init()
 	n.send(DataStream, &protocol.ConnectionFeatures{
@@ -176,6 +177,9 @@ func (n *Node) dropConnection(via ConnState, reason string) {
 		n.netConfigured = false
 		n.ready.Net = NetDisconnect
 		n.updateMDFlags()
+		if wasUp {
+			n.fenceLostPeer(os)
+		}
 		return
 	}
 	_ = n.changeState(StateMask{Conn: true}, State{Conn: Unconnected}, csHard)
@@ -189,6 +193,9 @@ func (n *Node) dropConnection(via ConnState, reason string) {
 		n.ready.Net = NetReconnect
 	} else {
 		n.ready.Net = NetConnect
+	}
+	if wasUp {
+		n.fenceLostPeer(os)
 	}
 }
 

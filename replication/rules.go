@@ -274,6 +274,9 @@ func sanitizeState(env ruleEnv, os, ns State) State {
 		!(os.Role == RolePrimary && os.Conn < Connected && os.PDsk > Outdated) {
 		ns.SuspFen = true
 	}
+	if ns.Conn >= Connected {
+		ns.SuspFen = false // the peer is back: no fencing needed
+	}
 	if ns.AftrISP || ns.PeerISP || ns.UserISP {
 		if ns.Conn == SyncSource {
 			ns.Conn = PausedSyncS
