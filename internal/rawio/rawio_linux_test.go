@@ -286,8 +286,11 @@ func TestEmptyPieces(t *testing.T) {
 func TestWriteBuffersDeadline(t *testing.T) {
 	p := pairs(t)["tcp"]
 	w := raw(t, p[0])
-	require.NoError(t, w.SetWriteDeadline(time.Now().Add(200*time.Millisecond)))
+	// Allocated before the deadline is set: zeroing 64 MiB under the race
+	// detector on a loaded machine took the whole 200 ms once, and nothing
+	// was written.
 	big := make([]byte, 64<<20) // more than both socket buffers hold
+	require.NoError(t, w.SetWriteDeadline(time.Now().Add(200*time.Millisecond)))
 	n, err := w.WriteBuffers([][]byte{big})
 	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	require.Positive(t, n)
