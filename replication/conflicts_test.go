@@ -52,24 +52,7 @@ func dualPrimary(t *testing.T, resolve bool) *Node {
 // disk ops for the test to complete; it returns those ops, the packets
 // sent and the completions.
 func held(n *Node) ([]DiskOp, []protocol.Packet, map[uint64]error) {
-	var ops []DiskOp
-	var pks []protocol.Packet
-	done := map[uint64]error{}
-	for i := 0; i < 100 && n.HasReady(); i++ {
-		rd := n.Ready()
-		metas := append([]MetaWrite(nil), rd.MetaWrites...)
-		ops = append(ops, rd.DiskOps...)
-		for _, m := range rd.Messages {
-			pks = append(pks, m.Msg.Packet)
-		}
-		for _, c := range rd.Completions {
-			done[c.ID] = c.Err
-		}
-		n.Advance()
-		for _, m := range metas {
-			n.MetaDone(m.ID, nil)
-		}
-	}
+	done, pks, ops := pump(n, pumpOpts{holdDisk: true})
 	return ops, pks, done
 }
 
@@ -389,10 +372,12 @@ func TestOurWriteAfterPeerWriteIsNumberedAfterItsAck(t *testing.T) {
 	require.Greater(t, dataSeq, ackSeq)
 }
 
-// A postponed write whose epoch the resolver acknowledges (it counted the
-// write it told us to retry) is not completed by that barrier ack: it is
-// still to be written again, and it is, after the peer's write.
-func TestPostponedWriteSurvivesItsEpochsBarrierAck(t *testing.T) {
+// postponedAfterItsEpoch is a non-resolver whose write 1 (block 0) the
+// resolver told to retry and whose epoch (with write 2, block 5) the
+// resolver then acknowledged: write 1 is postponed, out of the transfer
+// log, waiting for the resolver's crossing write.
+func postponedAfterItsEpoch(t *testing.T) *Node {
+	t.Helper()
 	n := dualPrimary(t, false)
 	require.NoError(t, n.Propose(writeReq(1, 0, 1)))
 	require.NoError(t, n.Propose(writeReq(2, 5, 1)))
@@ -416,20 +401,28 @@ func TestPostponedWriteSurvivesItsEpochsBarrierAck(t *testing.T) {
 	require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.BarrierAck{Barrier: 1, SetSize: 2}}))
 	_, _, done = held(n)
 	require.Empty(t, done, "the postponed write is not done")
+	return n
+}
+
+// A postponed write whose epoch the resolver acknowledges (it counted the
+// write it told us to retry) is not completed by that barrier ack: it is
+// still to be written again, and it is, after the peer's write.
+func TestPostponedWriteSurvivesItsEpochsBarrierAck(t *testing.T) {
+	n := postponedAfterItsEpoch(t)
 
 	require.NoError(t, n.Receive(DataStream, peerWriteMsg(0, 1, 77, 3)))
-	ops, _, _ = held(n)
+	ops, _, _ := held(n)
 	w := writesOf(ops)
 	require.Len(t, w, 1)
 	n.DiskDone(w[0].ID, nil, nil)
-	ops, pks, _ = held(n)
+	ops, pks, _ := held(n)
 	again := sentData(t, pks)
 	require.EqualValues(t, 1, again.BlockID, "written again")
 	w = writesOf(ops)
 	require.Len(t, w, 1)
 	n.DiskDone(w[0].ID, nil, nil)
 	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdWriteAck, again, 4)))
-	_, _, done = held(n)
+	_, _, done := held(n)
 	require.Equal(t, map[uint64]error{1: nil}, done)
 }
 
@@ -437,29 +430,10 @@ func TestPostponedWriteSurvivesItsEpochsBarrierAck(t *testing.T) {
 // disk only, out of sync) when the connection drops before its restart:
 // it is no longer in the transfer log that the disconnect walks.
 func TestPostponedWriteCompletesWhenTheConnectionDrops(t *testing.T) {
-	n := dualPrimary(t, false)
-	require.NoError(t, n.Propose(writeReq(1, 0, 1)))
-	require.NoError(t, n.Propose(writeReq(2, 5, 1)))
-	ops, pks, _ := held(n)
-	var first *protocol.Data
-	for _, p := range pks {
-		if d, ok := p.(*protocol.Data); ok && d.BlockID == 1 {
-			first = d
-		}
-	}
-	for _, op := range writesOf(ops) {
-		n.DiskDone(op.ID, nil, nil)
-	}
-	held(n)
-	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdRetryWrite, first, 1)))
-	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdWriteAck, &protocol.Data{Sector: 40, BlockID: 2, Payload: make([]byte, 4096)}, 2)))
-	held(n)
-	require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.BarrierAck{Barrier: 1, SetSize: 2}}))
-	_, _, done := held(n)
-	require.Empty(t, done)
+	n := postponedAfterItsEpoch(t)
 
 	n.Disconnected("test")
-	_, _, done = held(n)
+	_, _, done := held(n)
 	require.Equal(t, map[uint64]error{1: nil}, done)
 	require.EqualValues(t, 4096, n.OutOfSync())
 	require.Zero(t, n.Stats().AP)

@@ -6,28 +6,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// handlers runs n's Readies like held and returns the handlers asked for
+// handlers runs n's Readies like drain and returns the handlers asked for
 // (and, in logged, the messages logged).
 func handlers(n *Node, logged ...*[]string) []Handler {
 	var hs []Handler
-	for i := 0; i < 100 && n.HasReady(); i++ {
-		rd := n.Ready()
-		hs = append(hs, rd.Handlers...)
-		for _, e := range rd.Events {
-			for _, l := range logged {
-				*l = append(*l, e.Msg)
-			}
-		}
-		metas := append([]MetaWrite(nil), rd.MetaWrites...)
-		ops := append([]DiskOp(nil), rd.DiskOps...)
-		n.Advance()
-		for _, m := range metas {
-			n.MetaDone(m.ID, nil)
-		}
-		for _, op := range ops {
-			n.DiskDone(op.ID, nil, nil)
-		}
+	o := pumpOpts{handlers: &hs}
+	if len(logged) > 0 {
+		o.logged = logged[0]
 	}
+	pump(n, o)
 	return hs
 }
 

@@ -95,6 +95,13 @@ type pumpOpts struct {
 	failWrites bool
 	failMeta   string
 	onSend     func(Send)
+	// holdDisk leaves the data disk ops to the test (they are returned,
+	// not completed).
+	holdDisk bool
+	// handlers and logged, when set, collect the handlers asked for and
+	// the messages logged.
+	handlers *[]Handler
+	logged   *[]string
 }
 
 // pump runs n's Readies (at most 100), doing every metadata write and
@@ -113,6 +120,14 @@ func pump(n *Node, o pumpOpts) (map[uint64]error, []protocol.Packet, []DiskOp) {
 		for _, c := range rd.Completions {
 			done[c.ID] = c.Err
 		}
+		if o.handlers != nil {
+			*o.handlers = append(*o.handlers, rd.Handlers...)
+		}
+		if o.logged != nil {
+			for _, e := range rd.Events {
+				*o.logged = append(*o.logged, e.Msg)
+			}
+		}
 		n.Advance()
 		for _, m := range metas {
 			var err error
@@ -120,6 +135,9 @@ func pump(n *Node, o pumpOpts) (map[uint64]error, []protocol.Packet, []DiskOp) {
 				err = ErrIOError
 			}
 			n.MetaDone(m.ID, err)
+		}
+		if o.holdDisk {
+			ops = nil
 		}
 		for _, op := range ops {
 			var err error
