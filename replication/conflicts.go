@@ -147,19 +147,13 @@ func (n *Node) peerWriteConflict(w *peerWrite) conflictVerdict {
 	}
 	off := int64(w.sector) * 512
 	end := off + w.size
-	var overlapping []*request
-	for _, req := range n.reqs {
-		if req.epoch == nil || !req.netPending || req.remoteRead || req.Op == OpRead || req.Op == OpFlush {
-			continue
-		}
-		if req.Offset < end && off < req.Offset+req.Length {
-			overlapping = append(overlapping, req)
-		}
-	}
+	overlapping := n.reqsWhere(func(req *request) bool {
+		return req.epoch != nil && req.netPending && !req.remoteRead && req.Op != OpRead && req.Op != OpFlush &&
+			req.Offset < end && off < req.Offset+req.Length
+	})
 	if len(overlapping) == 0 {
 		return verdictGo
 	}
-	sort.Slice(overlapping, func(i, j int) bool { return overlapping[i].ID < overlapping[j].ID })
 	first := overlapping[0]
 	equal := first.Offset == off && first.Length == w.size
 	if pr.resolveConflicts {
@@ -253,13 +247,9 @@ func (n *Node) postponeWrite(req *request) error {
 // stays in its epoch (the resolver counted it) but no longer answers to
 // the application: a new request with the same ID takes its place.
 func (n *Node) restartPostponed(off, size int64) {
-	var restart []*request
-	for _, req := range n.reqs {
-		if req.postponed && !req.localPending && req.Offset < off+size && off < req.Offset+req.Length {
-			restart = append(restart, req)
-		}
-	}
-	sort.Slice(restart, func(i, j int) bool { return restart[i].ID < restart[j].ID })
+	restart := n.reqsWhere(func(req *request) bool {
+		return req.postponed && !req.localPending && req.Offset < off+size && off < req.Offset+req.Length
+	})
 	for _, old := range restart {
 		old.postponed = false
 		old.netPending = false
@@ -281,20 +271,26 @@ func (n *Node) restartPostponed(off, size int64) {
 // the local result. Those whose epoch the resolver already acked are no
 // longer in the transfer log, so tlClear does not see them.
 func (n *Node) failPostponed() {
-	var ps []*request
-	for _, req := range n.reqs {
-		if req.postponed {
-			ps = append(ps, req)
-		}
-	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
-	for _, req := range ps {
+	for _, req := range n.reqsWhere(func(req *request) bool { return req.postponed }) {
 		req.postponed = false
 		req.netPending = false
 		req.netDone = true
 		n.setOutOfSync(req.Offset, req.Length)
 		n.finishRequest(req) // drops its AL reference once complete
 	}
+}
+
+// reqsWhere returns the requests in flight that keep says, in ID order:
+// the core's output must not depend on map order.
+func (n *Node) reqsWhere(keep func(*request) bool) []*request {
+	var out []*request
+	for _, req := range n.reqs {
+		if keep(req) {
+			out = append(out, req)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 // forget drops a finished request from the request table, unless a

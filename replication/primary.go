@@ -2,7 +2,6 @@ package replication
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/gdrbd/gdrbd/metadata"
 
@@ -730,16 +729,8 @@ func (n *Node) tlClear() {
 		req.flushPeer = false
 		n.finishFlush(req)
 	}
-	// Remote reads in flight fail over to the local disk or fail (in ID
-	// order: the core's output must not depend on map order).
-	var reads []*request
-	for _, req := range n.reqs {
-		if req.remoteRead && req.netPending {
-			reads = append(reads, req)
-		}
-	}
-	sort.Slice(reads, func(i, j int) bool { return reads[i].ID < reads[j].ID })
-	for _, req := range reads {
+	// Remote reads in flight fail over to the local disk or fail.
+	for _, req := range n.reqsWhere(func(req *request) bool { return req.remoteRead && req.netPending }) {
 		{
 			req.netPending = false
 			req.remoteRead = false
