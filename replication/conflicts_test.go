@@ -82,6 +82,15 @@ func sentData(t *testing.T, pks []protocol.Packet) *protocol.Data {
 	return got
 }
 
+// oneAck requires exactly one block ack among pks, of kind cmd.
+func oneAck(t *testing.T, pks []protocol.Packet, cmd protocol.Cmd) *protocol.BlockAck {
+	t.Helper()
+	a := acks(pks)
+	require.Len(t, a, 1, "block acks: %v", a)
+	require.Equal(t, cmd, a[0].Cmd)
+	return a[0]
+}
+
 func acks(pks []protocol.Packet) []*protocol.BlockAck {
 	var out []*protocol.BlockAck
 	for _, p := range pks {
@@ -134,11 +143,9 @@ func TestResolverSupersedesOrRetriesCrossingPeerWrite(t *testing.T) {
 			ops, pks, _ = held(n)
 			require.Empty(t, writesOf(ops), "the crossing peer write is not applied")
 			flushes := ops
-			a := acks(pks)
-			require.Len(t, a, 1)
-			require.Equal(t, tc.answer, a[0].Cmd)
-			require.EqualValues(t, 77, a[0].BlockID)
-			require.Equal(t, mine.SeqNum+1, a[0].SeqNum, "acks and writes share one sequence")
+			a := oneAck(t, pks, tc.answer)
+			require.EqualValues(t, 77, a.BlockID)
+			require.Equal(t, mine.SeqNum+1, a.SeqNum, "acks and writes share one sequence")
 
 			require.NoError(t, n.Receive(DataStream, protocol.Message{Packet: &protocol.Barrier{Barrier: 5}}))
 			ops, pks, _ = held(n)
@@ -185,9 +192,7 @@ func TestResolverWaitsForAcksNumberedBeforeAPeerWrite(t *testing.T) {
 	require.Empty(t, acks(pks))
 	n.DiskDone(w[0].ID, nil, nil)
 	_, pks, _ = held(n)
-	a := acks(pks)
-	require.Len(t, a, 1)
-	require.Equal(t, protocol.CmdWriteAck, a[0].Cmd)
+	oneAck(t, pks, protocol.CmdWriteAck)
 }
 
 // A missing ack does not hold writes forever: after ping-timeout the
@@ -230,10 +235,8 @@ func TestNonResolverAppliesPeerWriteAfterOursIsSuperseded(t *testing.T) {
 	require.Len(t, w, 1, "the resolver's write goes over ours")
 	n.DiskDone(w[0].ID, nil, nil)
 	_, pks, _ = held(n)
-	a := acks(pks)
-	require.Len(t, a, 1)
-	require.Equal(t, protocol.CmdWriteAck, a[0].Cmd)
-	require.EqualValues(t, 77, a[0].BlockID)
+	a := oneAck(t, pks, protocol.CmdWriteAck)
+	require.EqualValues(t, 77, a.BlockID)
 }
 
 // P_RETRY_WRITE: our write is postponed, the resolver's write is applied,
@@ -264,12 +267,10 @@ func TestNonResolverRetriesPostponedWriteAfterPeerWrite(t *testing.T) {
 	n.DiskDone(w[0].ID, nil, nil)
 	ops, pks, done = held(n)
 	require.Empty(t, done)
-	a := acks(pks)
-	require.Len(t, a, 1)
-	require.Equal(t, protocol.CmdWriteAck, a[0].Cmd)
+	a := oneAck(t, pks, protocol.CmdWriteAck)
 	again := sentData(t, pks)
 	require.EqualValues(t, 1, again.BlockID)
-	require.Greater(t, again.SeqNum, a[0].SeqNum, "sent after the peer write's ack")
+	require.Greater(t, again.SeqNum, a.SeqNum, "sent after the peer write's ack")
 	var ackAt, dataAt int
 	for i, p := range pks {
 		switch p.(type) {
@@ -492,10 +493,8 @@ func TestPeerWriteWaitingThroughADetachIsNotApplied(t *testing.T) {
 	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdSuperseded, mine, 2)))
 	ops, pks, _ = held(n)
 	require.Empty(t, writesOf(ops), "not written to the detached disk")
-	a := acks(pks)
-	require.Len(t, a, 1)
-	require.Equal(t, protocol.CmdNegAck, a[0].Cmd)
-	require.EqualValues(t, 77, a[0].BlockID)
+	a := oneAck(t, pks, protocol.CmdNegAck)
+	require.EqualValues(t, 77, a.BlockID)
 }
 
 // A diskless Primary that does not resolve conflicts applies no peer
@@ -526,9 +525,7 @@ func TestDisklessNonResolverRetriesAtOnce(t *testing.T) {
 	require.EqualValues(t, 1, again.BlockID, "re-sent")
 	require.NoError(t, n.Receive(DataStream, peerWriteMsg(0, 2, 77, 2)))
 	_, pks, _ = held(n)
-	a := acks(pks)
-	require.Len(t, a, 1)
-	require.Equal(t, protocol.CmdNegAck, a[0].Cmd, "the resolver's write: no disk here")
+	oneAck(t, pks, protocol.CmdNegAck) // the resolver's write: no disk here
 	require.NoError(t, n.Receive(MetaStream, ack(protocol.CmdWriteAck, again, 3)))
 	_, _, done = held(n)
 	require.Equal(t, map[uint64]error{1: nil}, done)
@@ -549,9 +546,7 @@ func TestOldDialectPartialOverlapIsMarkedOutOfSync(t *testing.T) {
 	n.DiskDone(w[0].ID, nil, nil)
 	ops, pks, _ := held(n)
 	require.Empty(t, writesOf(ops))
-	a := acks(pks)
-	require.Len(t, a, 1)
-	require.Equal(t, protocol.CmdSuperseded, a[0].Cmd)
+	oneAck(t, pks, protocol.CmdSuperseded)
 	require.EqualValues(t, 8192, n.OutOfSync(), "the peer's write's blocks")
 }
 
@@ -580,9 +575,7 @@ func TestSupersededFUAWriteIsAnsweredAfterAFlush(t *testing.T) {
 	require.NotNil(t, flush)
 	n.DiskDone(flush.ID, nil, nil)
 	_, pks, _ = held(n)
-	a := acks(pks)
-	require.Len(t, a, 1)
-	require.Equal(t, protocol.CmdSuperseded, a[0].Cmd)
+	oneAck(t, pks, protocol.CmdSuperseded)
 }
 
 // RESYNC DOES NOT QUEUE BEHIND WAITING WRITES. On the node that does not
