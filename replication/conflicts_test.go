@@ -440,27 +440,6 @@ func TestPostponedWriteCompletesWhenTheConnectionDrops(t *testing.T) {
 	require.Zero(t, n.Stats().AP)
 }
 
-// completeAll completes every data op (and keeps pumping) until quiet.
-func completeAll(n *Node, ops []DiskOp) ([]DiskOp, []protocol.Packet, map[uint64]error) {
-	var allOps []DiskOp
-	var allPks []protocol.Packet
-	done := map[uint64]error{}
-	for len(ops) > 0 {
-		for _, op := range ops {
-			n.DiskDone(op.ID, nil, nil)
-		}
-		var pks []protocol.Packet
-		var d map[uint64]error
-		ops, pks, d = held(n)
-		allOps = append(allOps, ops...)
-		allPks = append(allPks, pks...)
-		for k, v := range d {
-			done[k] = v
-		}
-	}
-	return allOps, allPks, done
-}
-
 // A peer write waiting for the answer to a crossing write of ours holds
 // its range lock but no disk I/O, so a detach completes under it. When
 // the answer comes, the write must not go to the detached disk (whose
@@ -482,10 +461,7 @@ func TestPeerWriteWaitingThroughADetachIsNotApplied(t *testing.T) {
 	n.Detach(func(err error) { detached = err; called = true })
 	held(n)
 	require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.StateChgReply{Cmd: protocol.CmdStateChgReply, RetCode: 1}}))
-	for i := 0; i < 10 && !called; i++ {
-		ops, _, _ = held(n)
-		completeAll(n, ops)
-	}
+	drain(n)
 	require.True(t, called, "detach finished while the peer write still waits")
 	require.NoError(t, detached)
 	require.Equal(t, Diskless, n.State().Disk)
@@ -507,10 +483,7 @@ func TestDisklessNonResolverRetriesAtOnce(t *testing.T) {
 	n.Detach(func(err error) { called = true })
 	held(n)
 	require.NoError(t, n.Receive(MetaStream, protocol.Message{Packet: &protocol.StateChgReply{Cmd: protocol.CmdStateChgReply, RetCode: 1}}))
-	for i := 0; i < 10 && !called; i++ {
-		ops, _, _ := held(n)
-		completeAll(n, ops)
-	}
+	drain(n)
 	require.True(t, called)
 	require.Equal(t, Diskless, n.State().Disk)
 	require.Equal(t, Connected, n.State().Conn)
