@@ -1,7 +1,7 @@
 package replication
 
 import (
-	"fmt"
+	"errors"
 	"sort"
 
 	"github.com/gdrbd/gdrbd/protocol"
@@ -303,4 +303,4 @@ func (n *Node) forget(req *request) {
 
 // errConnectionGone: a peer write not applied because its connection went
 // away while it waited for a conflict to resolve.
-var errConnectionGone = fmt.Errorf("replication: connection gone")
+var errConnectionGone = errors.New("replication: connection gone")
